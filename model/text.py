@@ -1,0 +1,53 @@
+"""Text conventions shared by training, evaluation and serving.
+
+Keeping them in one place is what makes the evaluator's numbers describe the server:
+both normalise text and find words exactly the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+#: A "word" for every word-level metric and for every suggestion the server makes.
+WORD_PATTERN = r"[A-Za-z0-9]+(?:'[A-Za-z]+)?"
+WORD_RE = re.compile(WORD_PATTERN)
+#: Characters that may continue a word (a word may carry one apostrophe suffix).
+WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'")
+_BR_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_SPACE_RE = re.compile(r"\s+")
+_TRAILING_FRAGMENT_RE = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]*)?$")
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC, HTML line breaks to spaces, every whitespace run to one space, stripped."""
+    text = unicodedata.normalize("NFC", text)
+    text = _BR_RE.sub(" ", text)
+    text = text.replace("\x00", " ")
+    return _SPACE_RE.sub(" ", text).strip()
+
+
+def normalize_prompt(text: str) -> str:
+    """Like :func:`normalize_text` but keeps one trailing space: it tells "word ended"."""
+    if not text:
+        return ""
+    ends_with_space = text[-1].isspace()
+    body = normalize_text(text)
+    return body + " " if ends_with_space and body else body
+
+
+def split_fragment(text: str) -> tuple[str, str]:
+    """Split a prompt into (context before the word being typed, the typed fragment).
+
+    ``"the mo"`` -> ``("the ", "mo")``; ``"the "`` -> ``("the ", "")``. The fragment is the
+    trailing part of a word: letters/digits, optionally an apostrophe and letters.
+    """
+    match = _TRAILING_FRAGMENT_RE.search(text)
+    if match is None:
+        return text, ""
+    return text[: match.start()], match.group(0)
+
+
+def words(text: str) -> list[str]:
+    """Every word of ``text`` in order (the prediction targets of the metrics)."""
+    return WORD_RE.findall(text)

@@ -1,0 +1,121 @@
+"""Turn a corpus into a SentencePiece tokenizer and cached token streams for training.
+
+The prepared corpus lives in one folder (``runs/<name>/data`` by default):
+``tokenizer.model``, ``train.npy``/``valid.npy`` (uint16/int32 piece ids, one EOS before
+every document) and ``summary.json`` (documents, words, pieces, skips, source). Preparing
+is deterministic, and an existing folder is reused, so GRU and LSTM runs share exactly
+the same tokenizer and token stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+
+from training.data import ReadStats, is_validation, iter_documents
+
+log = logging.getLogger(__name__)
+
+EOS_ID = 2
+
+
+@dataclass
+class CorpusSpec:
+    """Where the text comes from and how it is tokenised."""
+
+    path: str
+    fmt: str | None = None
+    split: str = "train"
+    blank_line_docs: bool = False
+    max_docs: int | None = None
+    vocab_size: int = 8000
+    tokenizer_sample_docs: int = 40000
+    valid_per_mille: int = 10
+
+
+def train_tokenizer(docs: list[str], vocab_size: int, model_path: Path, seed: int = 0) -> None:
+    """SentencePiece unigram model: byte fallback (no <unk> ever), case kept, digits split."""
+    sample = list(docs)
+    random.Random(seed).shuffle(sample)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sample),
+        model_prefix=str(model_path.with_suffix("")),
+        vocab_size=vocab_size,
+        model_type="unigram",
+        byte_fallback=True,
+        split_digits=True,
+        character_coverage=0.9995,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=EOS_ID,
+        pad_id=-1,
+        input_sentence_size=len(sample),
+        max_sentence_length=1 << 16,
+        num_threads=2,
+        minloglevel=2,
+    )
+
+
+def encode_documents(sp: spm.SentencePieceProcessor, docs: list[str]) -> np.ndarray:
+    """One flat stream: EOS, doc 1 pieces, EOS, doc 2 pieces, ... (EOS doubles as BOS)."""
+    dtype = np.uint16 if sp.get_piece_size() < 65536 else np.int32
+    pieces = sp.encode(docs)
+    total = sum(len(p) + 1 for p in pieces)
+    out = np.empty(total, dtype=dtype)
+    pos = 0
+    for ids in pieces:
+        out[pos] = EOS_ID
+        out[pos + 1 : pos + 1 + len(ids)] = ids
+        pos += len(ids) + 1
+    return out
+
+
+def prepare_corpus(spec: CorpusSpec, out_dir: Path) -> dict:
+    """Read, split, train the tokenizer and encode; reuse ``out_dir`` when already done."""
+    summary_path = out_dir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("spec") == asdict(spec):
+            return summary
+        raise ValueError(f"{out_dir} holds a corpus prepared from another spec; pick another folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    stats = ReadStats()
+    train_docs: list[str] = []
+    valid_docs: list[str] = []
+    docs = iter_documents(spec.path, spec.fmt, spec.split, spec.blank_line_docs, stats)
+    for i, doc in enumerate(docs):
+        if spec.max_docs is not None and i >= spec.max_docs:
+            break
+        (valid_docs if is_validation(doc, spec.valid_per_mille) else train_docs).append(doc)
+    if not train_docs or not valid_docs:
+        raise ValueError(
+            f"{spec.path}: {len(train_docs)} training and {len(valid_docs)} validation documents; "
+            "need at least one of each"
+        )
+    log.info("read %d train / %d valid documents", len(train_docs), len(valid_docs))
+    model_path = out_dir / "tokenizer.model"
+    train_tokenizer(train_docs[: spec.tokenizer_sample_docs], spec.vocab_size, model_path)
+    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+    summary: dict = {"spec": asdict(spec), "skipped": stats.skipped}
+    for name, docs_ in (("train", train_docs), ("valid", valid_docs)):
+        stream = encode_documents(sp, docs_)
+        np.save(out_dir / f"{name}.npy", stream)
+        summary[name] = {
+            "docs": len(docs_),
+            "words": sum(len(d.split()) for d in docs_),
+            "pieces": int(stream.size),
+        }
+    summary["prepare_seconds"] = round(time.time() - started, 1)
+    summary_path.write_text(json.dumps(summary, indent=2))
+    log.info("prepared corpus in %s: %s", out_dir, summary)
+    return summary
