@@ -62,6 +62,7 @@ def train_tokenizer(docs: list[str], vocab_size: int, model_path: Path, seed: in
         max_sentence_length=1 << 16,
         num_threads=2,
         minloglevel=2,
+        hard_vocab_limit=False,  # tiny corpora get a smaller vocabulary, not an error
     )
 
 
@@ -106,7 +107,7 @@ def prepare_corpus(spec: CorpusSpec, out_dir: Path) -> dict:
     model_path = out_dir / "tokenizer.model"
     train_tokenizer(train_docs[: spec.tokenizer_sample_docs], spec.vocab_size, model_path)
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
-    summary: dict = {"spec": asdict(spec), "skipped": stats.skipped}
+    summary: dict = {"spec": asdict(spec), "skipped": stats.skipped, "vocab_size": sp.get_piece_size()}
     for name, docs_ in (("train", train_docs), ("valid", valid_docs)):
         stream = encode_documents(sp, docs_)
         np.save(out_dir / f"{name}.npy", stream)

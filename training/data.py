@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -31,6 +32,9 @@ from model.text import normalize_text
 log = logging.getLogger(__name__)
 
 FORMATS = ("aclimdb", "text", "jsonl", "mbox", "maildir")
+# An mbox starts with a "From <sender> <date>" line followed by a header line: plain
+# text that merely begins with the word "From" must not be read as e-mail.
+_MBOX_FROM_RE = re.compile(rb"From \S+ [^\r\n]*\d{4}\r?\n[!-9;-~]+:")
 _ACLIMDB_SPLITS = {"train": ("train/pos", "train/neg", "train/unsup"), "test": ("test/pos", "test/neg")}
 
 
@@ -69,8 +73,8 @@ def detect_format(path: Path) -> str:
     if name.endswith((".mbox", ".mbx")) or name == "mbox":
         return "mbox"
     with path.open("rb") as fh:
-        head = fh.read(64)
-    if head.startswith(b"From "):
+        head = fh.read(1024)
+    if _MBOX_FROM_RE.match(head):
         return "mbox"
     return "text"
 
@@ -90,7 +94,7 @@ def _check_path(path: Path) -> None:
 
 def _decode(raw: bytes, stats: ReadStats) -> str | None:
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         stats.skip("undecodable")
         return None

@@ -1,0 +1,254 @@
+"""Request plans for the open-loop load generator: *what* to send and *when*.
+
+A plan is a list of :class:`PlannedRequest`, sorted by intended send time, fixed before
+the first request goes out. Fixing it up front is what makes the generator open-loop:
+no response (or missing response) can change when later requests are sent.
+
+Workloads, all drawn from held-out documents:
+
+* ``cold``: a random 5-40-word prefix of a document, ending at a word boundary with a
+  trailing space (the user has just finished a word), ``k=3``, ``max_words=0``.
+* ``phrase``: the same kind of prefix with ``max_words=5`` (phrase completion).
+* ``typing``: ``typists`` simulated users each type a document character by character;
+  every keystroke is one request whose text is the previous keystroke's text plus one
+  character, so word-fragment completion is exercised naturally. Each typist waits a
+  uniform 150-300 ms between keystrokes (mean 225 ms, ~4.44 keystrokes/s), and the
+  typists' schedules are merged. The request rate is therefore *set by the number of
+  typists* (about ``4.44 * typists`` req/s); ``rate`` and ``arrivals`` do not apply.
+  Use :func:`typists_for_rate` to pick a typist count for a target rate.
+
+``cold`` and ``phrase`` arrivals are ``constant`` (every ``1/rate`` s) or ``poisson``
+(exponential gaps of mean ``1/rate``, i.e. independent users).
+
+Arrival times and request contents use separate seeded RNGs, so the same seed gives the
+same texts whether arrivals are constant or Poisson.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.texts import BUILTIN_PARAGRAPHS
+
+log = logging.getLogger(__name__)
+
+WORKLOADS = ("cold", "typing", "phrase")
+ARRIVALS = ("poisson", "constant")
+
+#: Prefix length (in words) of cold / phrase requests, inclusive.
+MIN_PREFIX_WORDS = 5
+MAX_PREFIX_WORDS = 40
+#: Suggestions asked for by every workload.
+DEFAULT_K = 3
+#: ``max_words`` of the phrase workload.
+PHRASE_MAX_WORDS = 5
+#: Per-typist gap between keystrokes, seconds (uniform).
+KEYSTROKE_GAP_S = (0.150, 0.300)
+MEAN_KEYSTROKE_GAP_S = sum(KEYSTROKE_GAP_S) / 2
+DEFAULT_TYPISTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """One request of the plan.
+
+    ``at`` is the intended send time in seconds after the run's start; ``warmup`` marks
+    requests that are sent but left out of the statistics; ``typist`` is the simulated
+    user of the typing workload (``None`` otherwise).
+    """
+
+    at: float
+    text: str
+    k: int = DEFAULT_K
+    max_words: int = 0
+    warmup: bool = False
+    typist: int | None = None
+
+    def payload(self, model: str) -> dict:
+        """The JSON body of ``POST /v1/complete`` for this request."""
+        return {"text": self.text, "model": model, "k": self.k, "max_words": self.max_words}
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@functools.lru_cache(maxsize=8)
+def _load_corpus(path: str, max_docs: int | None) -> tuple[str, ...]:
+    # Imported lazily: the training package is only needed when a corpus is given, and
+    # the load generator should start (and its tests run) without it.
+    from training.data import iter_documents
+
+    docs = iter_documents(path, split="test")
+    if max_docs is not None:
+        docs = itertools.islice(docs, max_docs)
+    return tuple(docs)
+
+
+def load_documents(corpus: str | Path | None = None, max_docs: int | None = None) -> list[str]:
+    """Held-out documents to draw requests from.
+
+    ``corpus`` is any path :func:`training.data.iter_documents` reads; its ``test``
+    split is used (for aclImdb that is the held-out reviews; other formats have no split
+    and are read whole, so pass text the model did not train on). ``max_docs`` keeps the
+    *first* N documents (aclImdb's test split lists positive reviews first). Results are
+    cached per ``(corpus, max_docs)`` so a sweep reads the corpus once.
+
+    With no corpus, the built-in paragraphs of :mod:`bench.texts` are returned: fine for
+    tests and smoke runs, not for numbers you report.
+    """
+    if corpus is None:
+        docs = list(BUILTIN_PARAGRAPHS)
+        return docs[:max_docs] if max_docs is not None else docs
+    docs = list(_load_corpus(str(corpus), max_docs))
+    if not docs:
+        raise ValueError(f"{corpus}: no documents in its test split")
+    log.info("loaded %d held-out documents from %s", len(docs), corpus)
+    return docs
+
+
+# --------------------------------------------------------------------------- arrivals
+
+
+def constant_schedule(rate: float, duration: float) -> list[float]:
+    """Send times ``0, 1/rate, 2/rate, ...`` strictly below ``duration`` seconds."""
+    if rate <= 0:
+        raise ValueError("rate must be > 0")
+    n = math.ceil(duration * rate - 1e-9)
+    return [i / rate for i in range(max(n, 0))]
+
+
+def poisson_schedule(rate: float, duration: float, rng: random.Random) -> list[float]:
+    """Poisson-process send times (exponential gaps of mean ``1/rate``) below ``duration``.
+
+    The first arrival is at 0 so the run starts immediately, like the constant schedule.
+    """
+    if rate <= 0:
+        raise ValueError("rate must be > 0")
+    times: list[float] = []
+    t = 0.0
+    while t < duration:
+        times.append(t)
+        t += rng.expovariate(rate)
+    return times
+
+
+def typists_for_rate(rate: float) -> int:
+    """The typist count whose merged keystrokes average about ``rate`` requests/s."""
+    return max(1, round(rate * MEAN_KEYSTROKE_GAP_S))
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def word_lists(docs: Sequence[str]) -> list[list[str]]:
+    """Documents as word lists, keeping those long enough for a 5-word prefix + a next word."""
+    words = [d.split() for d in docs]
+    usable = [w for w in words if len(w) > MIN_PREFIX_WORDS]
+    if not usable:
+        raise ValueError(f"no document has more than {MIN_PREFIX_WORDS} words")
+    return usable
+
+
+def word_prefix(words: Sequence[str], rng: random.Random) -> str:
+    """A random 5-40-word prefix of ``words`` ending with a space (a word just finished).
+
+    At least one word of the document is left after the prefix, so the "true" next word
+    exists; shorter documents give shorter maximum prefixes.
+    """
+    hi = min(MAX_PREFIX_WORDS, len(words) - 1)
+    n = rng.randint(MIN_PREFIX_WORDS, hi)
+    return " ".join(words[:n]) + " "
+
+
+def cold_request(usable: Sequence[Sequence[str]], rng: random.Random) -> tuple[str, int, int]:
+    """``(text, k, max_words)`` of one cold request; ``usable`` comes from :func:`word_lists`.
+
+    Used by the Locust file, which draws requests one at a time instead of from a plan.
+    """
+    return word_prefix(rng.choice(usable), rng), DEFAULT_K, 0
+
+
+def _prefix_plan(
+    times: Sequence[float], docs: Sequence[str], rng: random.Random, max_words: int, warmup: float
+) -> list[PlannedRequest]:
+    usable = word_lists(docs)
+    return [
+        PlannedRequest(
+            at=t,
+            text=word_prefix(rng.choice(usable), rng),
+            k=DEFAULT_K,
+            max_words=max_words,
+            warmup=t < warmup,
+        )
+        for t in times
+    ]
+
+
+def typing_plan(
+    docs: Sequence[str], typists: int, duration: float, rng: random.Random, warmup: float = 0.0
+) -> list[PlannedRequest]:
+    """Merged keystroke schedules of ``typists`` users, ``duration`` seconds in all.
+
+    Each typist starts at a random offset within one maximum gap (so they are not in
+    lock-step), picks a random document and sends ``doc[:1]``, ``doc[:2]``, ... with a
+    uniform 150-300 ms gap before each next keystroke. A typist who finishes a document
+    starts a new one from an empty text box. Requests before ``warmup`` are warm-up.
+    """
+    if typists < 1:
+        raise ValueError("typists must be >= 1")
+    texts = [d for d in docs if d]
+    if not texts:
+        raise ValueError("no documents to type")
+    lo, hi = KEYSTROKE_GAP_S
+    plan: list[PlannedRequest] = []
+    for typist in range(typists):
+        t = rng.uniform(0.0, hi)
+        doc, pos = rng.choice(texts), 0
+        while t < duration:
+            if pos == len(doc):
+                doc, pos = rng.choice(texts), 0
+            pos += 1
+            plan.append(
+                PlannedRequest(
+                    at=t, text=doc[:pos], k=DEFAULT_K, max_words=0, warmup=t < warmup, typist=typist
+                )
+            )
+            t += rng.uniform(lo, hi)
+    plan.sort(key=lambda r: r.at)
+    return plan
+
+
+def build_plan(
+    workload: str,
+    docs: Sequence[str],
+    *,
+    rate: float,
+    duration: float,
+    warmup: float = 0.0,
+    seed: int = 0,
+    arrivals: str = "poisson",
+    typists: int = DEFAULT_TYPISTS,
+) -> list[PlannedRequest]:
+    """The full plan (warm-up then measurement, ``warmup + duration`` s), sorted by time."""
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}; expected one of {WORKLOADS}")
+    if arrivals not in ARRIVALS:
+        raise ValueError(f"unknown arrivals {arrivals!r}; expected one of {ARRIVALS}")
+    total = warmup + duration
+    text_rng = random.Random(f"nextword-bench-text-{seed}")
+    if workload == "typing":
+        return typing_plan(docs, typists, total, text_rng, warmup=warmup)
+    time_rng = random.Random(f"nextword-bench-arrivals-{seed}")
+    if arrivals == "constant":
+        times = constant_schedule(rate, total)
+    else:
+        times = poisson_schedule(rate, total, time_rng)
+    max_words = PHRASE_MAX_WORDS if workload == "phrase" else 0
+    return _prefix_plan(times, docs, text_rng, max_words, warmup)

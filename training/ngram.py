@@ -1,0 +1,728 @@
+"""Word n-gram baseline: interpolated modified Kneser-Ney with a fast top-k ``predict``.
+
+Why it exists: the neural models need an honest, cheap peer. A Kneser-Ney trigram over the
+same words (:func:`model.text.words`) and the same train/validation split is the classic
+one; if a GRU/LSTM cannot beat it on next-word accuracy or keystroke savings, it is not
+earning its cost.
+
+Model (KenLM-style, Chen & Goodman 1998):
+
+* Each document is ``<s> w1 ... wn </s>`` (one ``<s>``: the first word is predicted from the
+  bigram level, like KenLM; no sentence splitting).
+* The highest order uses raw counts; lower orders use continuation counts (number of
+  distinct left extensions), except n-grams that start with ``<s>``, which cannot be
+  extended to the left and keep their raw counts.
+* Three discounts per order (counts 1, 2, 3+) from the count-of-counts; the unigram level is
+  interpolated with a uniform distribution over words + ``<unk>`` + ``</s>``, so every
+  token has a finite probability.
+* Words rarer than ``min_count`` become ``<unk>`` during counting, which gives ``<unk>`` a
+  probability learned from data (the mass of all unseen words together).
+
+Storage is numpy, not Python dicts: word ids are assigned in *string order*, so "words that
+start with the typed fragment" is one contiguous id range. An n-gram of order ``n`` is the
+int64 key ``history_index * K + word`` (``K`` = number of token ids, ``history_index`` = the
+row of the (n-1)-gram history in the order-(n-1) table), and every table is sorted by key.
+So a history's continuations restricted to a fragment are one ``searchsorted`` slice, and
+each row stores its full interpolated probability, precomputed at fit time.
+
+``predict`` is exact, not a heuristic: if ``w`` is in the true top-k of the interpolated
+probability ``f``, and ``m`` is the highest order where ``(history_m, w)`` was seen, then
+``w`` is among the top-k of order ``m``'s own probabilities in the fragment range (any word
+that beats it there also beats it under ``f``, because ``f(w') >= gammas * P_m(w')``). So
+the candidates are the top-k of each order's slice plus the top-k unigrams with the
+fragment, scored exactly and merged. Top-k lists for big histories (empty fragment) and for
+common prefixes (unigram fallback) are precomputed at load time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import gzip
+import logging
+import math
+import os
+import random
+import resource
+import sys
+import time
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.text import WORD_RE, words
+
+log = logging.getLogger(__name__)
+
+BOS = "<s>"
+EOS = "</s>"
+UNK = "<unk>"
+FORMAT_VERSION = 1
+#: Sorts after every character a word can hold, so ``[frag, frag + _MAX_CHAR)`` is a prefix.
+_MAX_CHAR = "\U0010ffff"
+#: How many characters of context to scan first when looking for the last words.
+_TAIL_CHARS = 64
+_CHAIN_CACHE_MAX = 200_000
+
+Chain = tuple[tuple[int, int], ...]
+
+
+def _fallback_discounts(reason: str, order: int) -> np.ndarray:
+    log.debug("order %d: default discounts (%s)", order, reason)
+    return np.array([0.0, 0.5, 1.0, 1.5])
+
+
+def modified_kn_discounts(counts: np.ndarray, order: int = 0) -> np.ndarray:
+    """``[0, D1, D2, D3+]`` from the count-of-counts (Chen & Goodman's estimates).
+
+    Tiny corpora can lack counts of 1..4 (or give a discount outside ``(0, c)``); then a
+    fixed ``0.5 / 1.0 / 1.5`` is used so that every seen n-gram keeps positive mass.
+    """
+    n = [int(np.count_nonzero(counts == c)) for c in range(1, 5)]
+    if min(n) == 0:
+        return _fallback_discounts(f"count-of-counts {n}", order)
+    y = n[0] / (n[0] + 2 * n[1])
+    d = [1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2]]
+    if not all(0.0 < d[i] < i + 1 for i in range(3)):
+        return _fallback_discounts(f"estimates {d} out of range", order)
+    return np.array([0.0, *d])
+
+
+class NgramModel:
+    """Word n-gram next-word model (interpolated modified Kneser-Ney); see the module doc.
+
+    ``top_cache`` is how many candidates the precomputed top lists keep (a ``predict`` with a
+    larger ``k`` computes its lists on the fly, still exactly); ``big_range`` is the slice
+    size above which a history or a prefix gets such a list.
+    """
+
+    def __init__(self, top_cache: int = 16, big_range: int = 32) -> None:
+        if top_cache < 1 or big_range < 1:
+            raise ValueError("top_cache and big_range must be positive")
+        self.top_cache = top_cache
+        self.big_range = big_range
+        self.order = 0
+        self.min_count = 0
+        self.stats: dict[str, Any] = {}
+        self.discounts: dict[int, list[float]] = {}
+        self._words: list[str] = []  # sorted; id i < V is self._words[i]
+        self._V = 0  # number of real words
+        self._K = 0  # number of token ids: words, then <unk>, </s>, <s>
+        self._p1 = np.zeros(0)  # unigram probability per token id (<s>: 0)
+        self._keys: dict[int, np.ndarray] = {}  # order n >= 2 -> sorted int64 keys
+        self._prob: dict[int, np.ndarray] = {}  # order n -> interpolated P per key
+        self._gamma: dict[int, np.ndarray] = {}  # order n -> backoff weight per history
+        self._build_lookup()
+
+    # ------------------------------------------------------------------ ids
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct words (without ``<unk>``, ``</s>``, ``<s>``)."""
+        return self._V
+
+    @property
+    def unk_id(self) -> int:
+        return self._V
+
+    @property
+    def eos_id(self) -> int:
+        return self._V + 1
+
+    @property
+    def bos_id(self) -> int:
+        return self._V + 2
+
+    def _build_lookup(self) -> None:
+        self._word_id: dict[str, int] = {w: i for i, w in enumerate(self._words)}
+        self._ctx_id = dict(self._word_id)
+        self._ctx_id[BOS] = self.bos_id  # context tails use "<s>" for the document start
+        self._chain_cache: dict[tuple[str, ...], Chain] = {}
+
+    def token_id(self, token: str) -> int:
+        """Id of a word, of ``</s>``/``<unk>``; anything unknown is ``<unk>``."""
+        if token == EOS:
+            return self.eos_id
+        return self._word_id.get(token, self.unk_id)
+
+    def tokens(self) -> list[str]:
+        """Every token id's string: the words (sorted), then ``<unk>``, ``</s>``, ``<s>``."""
+        return [*self._words, UNK, EOS, BOS]
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        docs: Iterable[str],
+        order: int = 3,
+        min_count: int = 2,
+        progress: bool = False,
+    ) -> NgramModel:
+        """Count ``order``-grams over ``words(doc)`` of every document and estimate the model.
+
+        Words seen fewer than ``min_count`` times are counted as ``<unk>``. One pass over
+        ``docs`` (an iterator is fine); ``progress`` shows a tqdm bar over documents.
+        Returns ``self``.
+        """
+        if order < 1:
+            raise ValueError(f"order must be >= 1, got {order}")
+        if min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        t0 = time.perf_counter()
+        provisional: dict[str, int] = {}
+        stream = array("i")  # provisional ids; -1 = <s>, -2 = </s>
+        n_docs = 0
+        if progress:
+            from tqdm import tqdm
+
+            docs = tqdm(docs, desc="count", unit="doc", mininterval=2.0)
+        for doc in docs:
+            ws = words(doc)
+            stream.append(-1)
+            stream.extend([provisional.setdefault(w, len(provisional)) for w in ws])
+            stream.append(-2)
+            n_docs += 1
+        if n_docs == 0:
+            raise ValueError("no documents to fit on")
+        t_read = time.perf_counter() - t0
+        prov = np.frombuffer(stream, dtype=np.int32)
+        word_counts = np.bincount(prov[prov >= 0], minlength=len(provisional))
+        by_prov = list(provisional)
+        kept = sorted(w for w, i in provisional.items() if word_counts[i] >= min_count)
+        del provisional
+        self._words = kept
+        self._V = len(kept)
+        self._K = self._V + 3
+        self.order = order
+        self.min_count = min_count
+        final = {w: i for i, w in enumerate(kept)}
+        # remap table, indexed by provisional id + 2: [</s>, <s>, words...]
+        table = np.array(
+            [self.eos_id, self.bos_id, *(final.get(w, self.unk_id) for w in by_prov)],
+            dtype=np.int64,
+        )
+        del by_prov, final
+        t = table[prov.astype(np.int64) + 2]
+        del prov, stream, table
+        n_words = int(np.count_nonzero(t < self.unk_id))
+        n_unk = int(np.count_nonzero(t == self.unk_id))
+        self._estimate(t)
+        self._build_lookup()
+        self._build_index()
+        fit_s = time.perf_counter() - t0
+        self.stats = {
+            "docs": n_docs,
+            "tokens": int(t.size),
+            "word_types_seen": len(word_counts),
+            "vocab": self._V,
+            "word_tokens": n_words + n_unk,
+            "unk_tokens": n_unk,
+            "ngrams": {n: int(self._keys[n].size) for n in sorted(self._keys)},
+            "read_s": round(t_read, 2),
+            "fit_s": round(fit_s, 2),
+        }
+        log.info(
+            "fit: %d docs, %d words (%d -> <unk>, %.2f%%), %d word types, vocab %d (min_count %d)",
+            n_docs,
+            n_words + n_unk,
+            n_unk,
+            100.0 * n_unk / max(1, n_words + n_unk),
+            len(word_counts),
+            self._V,
+            min_count,
+        )
+        for n in sorted(self._keys):
+            log.info("fit: order %d: %d n-gram types, discounts %s", n, self._keys[n].size,
+                     [round(d, 3) for d in self.discounts[n]])
+        log.info("fit: reading+tokenising %.1fs, total %.1fs", t_read, fit_s)
+        return self
+
+    def _estimate(self, t: np.ndarray) -> None:
+        """All counts, discounts and interpolated probabilities from the token stream ``t``."""
+        K, order = self._K, self.order
+        L = t.size
+        ar = np.arange(L, dtype=np.int64)
+        # distance of each position from its document's <s>
+        d = ar - np.maximum.accumulate(np.where(t == self.bos_id, ar, 0))
+        del ar
+        counts: dict[int, np.ndarray] = {}
+        suffix: dict[int, np.ndarray] = {}
+        starts_bos: dict[int, np.ndarray] = {}
+        idx_prev = t  # index of the order-(n-1) n-gram ending at each position (order 1: id)
+        for n in range(2, order + 1):
+            pos = np.flatnonzero(d >= n - 1)
+            keys = idx_prev[pos - 1] * K + t[pos]
+            uniq, first, inv, cnt = np.unique(
+                keys, return_index=True, return_inverse=True, return_counts=True
+            )
+            del keys
+            rep = pos[first]
+            suffix[n] = idx_prev[rep]  # the (n-1)-gram ending at the same position
+            starts_bos[n] = d[rep] == n - 1
+            idx_n = np.full(L, -1, dtype=np.int64)
+            idx_n[pos] = inv
+            del pos, inv, first, rep
+            self._keys[n] = uniq
+            counts[n] = cnt
+            idx_prev = idx_n
+        del idx_prev
+        # adjusted counts: raw at the top order and for n-grams starting with <s>
+        adj: dict[int, np.ndarray] = {}
+        for n in range(order, 1, -1):
+            if n == order:
+                adj[n] = counts[n]
+            else:
+                cont = np.bincount(suffix[n + 1], minlength=counts[n].size)
+                adj[n] = np.where(starts_bos[n], counts[n], cont)
+        if order == 1:
+            a1 = np.bincount(t[d >= 1], minlength=K)
+        else:
+            a1 = np.bincount(suffix[2], minlength=K)
+        a1[self.bos_id] = 0
+        del d
+        # unigram: discounted continuation counts + uniform over every predictable token
+        disc = modified_kn_discounts(a1[a1 > 0], 1)
+        self.discounts = {1: disc[1:].tolist()}
+        d1 = np.where(a1 > 0, disc[np.minimum(a1, 3)], 0.0)
+        total = float(a1.sum())
+        gamma1 = float(d1.sum()) / total
+        p1 = (a1 - d1) / total + gamma1 / (K - 1)
+        p1[self.bos_id] = 0.0
+        self._p1 = p1
+        lower = p1
+        for n in range(2, order + 1):
+            keys, a = self._keys[n], adj[n]
+            hist = keys // K
+            w = keys - hist * K
+            n_hist = K if n == 2 else self._keys[n - 1].size
+            disc = modified_kn_discounts(a, n)
+            self.discounts[n] = disc[1:].tolist()
+            dn = disc[np.minimum(a, 3)]
+            s = np.bincount(hist, weights=a, minlength=n_hist)
+            dsum = np.bincount(hist, weights=dn, minlength=n_hist)
+            gamma = np.divide(dsum, s, out=np.ones(n_hist), where=s > 0)
+            low = lower[w] if n == 2 else lower[suffix[n]]
+            prob = (a - dn) / s[hist] + gamma[hist] * low
+            self._gamma[n] = gamma.astype(np.float32)
+            self._prob[n] = prob.astype(np.float32)
+            lower = prob
+            del hist, w, s, dsum, low
+
+    # ------------------------------------------------------------------ index
+
+    def _top_of(self, seg: np.ndarray, offset: int) -> np.ndarray:
+        """Offsets (+``offset``) of the ``top_cache`` largest values of ``seg``, best first."""
+        m = min(self.top_cache, seg.size)
+        idx = np.argpartition(seg, seg.size - m)[seg.size - m :]
+        idx = idx[np.argsort(-seg[idx], kind="stable")]
+        return (idx + offset).astype(np.int64)
+
+    def _build_index(self) -> None:
+        """Precomputed top lists: prefixes over the vocabulary, big histories per order.
+
+        Why: the common ``predict`` calls (empty fragment after a frequent history, one- or
+        two-letter fragments in the unigram fallback) would otherwise scan thousands of rows.
+        """
+        words_, p1, big = self._words, self._p1, self.big_range
+        self._prefix_top: dict[str, np.ndarray] = {}
+        stack = [("", 0, self._V)]
+        while stack:
+            p, lo, hi = stack.pop()
+            if hi - lo <= big:
+                continue
+            self._prefix_top[p] = self._top_of(p1[lo:hi], lo)
+            depth, j = len(p), lo
+            if len(words_[j]) == depth:  # the word equal to the prefix sorts first
+                j += 1
+            while j < hi:
+                child = words_[j][: depth + 1]
+                end = bisect.bisect_left(words_, child + _MAX_CHAR, j, hi)
+                stack.append((child, j, end))
+                j = end
+        self._hist_top: dict[int, dict[int, np.ndarray]] = {}
+        for n, keys in self._keys.items():
+            tops: dict[int, np.ndarray] = {}
+            if keys.size:
+                hist = keys // self._K
+                starts = np.flatnonzero(np.r_[True, hist[1:] != hist[:-1]])
+                ends = np.r_[starts[1:], keys.size]
+                prob = self._prob[n]
+                for i in np.flatnonzero(ends - starts > big).tolist():
+                    s, e = int(starts[i]), int(ends[i])
+                    tops[int(hist[s])] = self._top_of(prob[s:e], s)
+            self._hist_top[n] = tops
+
+    # ------------------------------------------------------------------ context
+
+    def _context_tail(self, context: str) -> tuple[str, ...]:
+        """The last ``order - 1`` words of ``context``, led by ``<s>`` if it has fewer.
+
+        Scans only the end of the string (widening as needed): the evaluator passes the whole
+        review so far, and a regex over all of it on every keystroke would dominate.
+        """
+        need = self.order - 1
+        if need <= 0:
+            return ()
+        window = _TAIL_CHARS
+        n = len(context)
+        while True:
+            if window >= n:
+                ws = WORD_RE.findall(context)
+                return tuple(ws[-need:]) if len(ws) >= need else (BOS, *ws)
+            ws = WORD_RE.findall(context, n - window)
+            if len(ws) > need:  # the first match may be cut; the last `need` are whole
+                return tuple(ws[-need:])
+            window *= 4
+
+    def _lookup(self, n: int, hist: int, word: int) -> int:
+        """Row of the order-``n`` n-gram (``hist`` row of order n-1, ``word``), or -1."""
+        keys = self._keys[n]
+        key = hist * self._K + word
+        i = int(keys.searchsorted(key))
+        return i if i < keys.size and int(keys[i]) == key else -1
+
+    def _chain(self, tail: tuple[str, ...]) -> Chain:
+        """``((n, history row at order n), ...)`` for every order whose history was seen."""
+        chain = self._chain_cache.get(tail)
+        if chain is not None:
+            return chain
+        ids = [self._ctx_id.get(w, self.unk_id) for w in tail]
+        out: list[tuple[int, int]] = []
+        for n in range(2, self.order + 1):
+            if len(ids) < n - 1:
+                break
+            h = ids[-(n - 1)]
+            for j in range(2, n):
+                h = self._lookup(j, h, ids[-(n - 1) + j - 1])
+                if h < 0:
+                    break
+            if h < 0:
+                break
+            out.append((n, h))
+        chain = tuple(out)
+        if len(self._chain_cache) >= _CHAIN_CACHE_MAX:
+            self._chain_cache.clear()
+        self._chain_cache[tail] = chain
+        return chain
+
+    def _score(self, chain: Chain, ids: np.ndarray) -> np.ndarray:
+        """Interpolated probability of each token id in ``ids`` after the history ``chain``."""
+        f = self._p1[ids]
+        K = self._K
+        for n, h in chain:
+            keys = self._keys[n]
+            q = h * K + ids
+            pos = np.minimum(keys.searchsorted(q), keys.size - 1)
+            f = np.where(keys[pos] == q, self._prob[n][pos], self._gamma[n][h] * f)
+        return f
+
+    # ------------------------------------------------------------------ queries
+
+    def fragment_range(self, fragment: str) -> tuple[int, int]:
+        """Word ids ``[lo, hi)`` of the words that start with ``fragment`` (case-sensitive)."""
+        if not fragment:
+            return 0, self._V
+        lo = bisect.bisect_left(self._words, fragment)
+        hi = bisect.bisect_left(self._words, fragment + _MAX_CHAR, lo)
+        return lo, hi
+
+    def _slice_top(self, n: int, h: int, s: int, e: int, k: int, full: bool) -> np.ndarray:
+        """Rows of the ``k`` most probable continuations among rows ``[s, e)`` of order n."""
+        if e - s <= k:
+            return np.arange(s, e)
+        if full and k <= self.top_cache:
+            top = self._hist_top[n].get(h)
+            if top is not None:
+                return top[:k]
+        seg = self._prob[n][s:e]
+        return s + np.argpartition(seg, seg.size - k)[seg.size - k :]
+
+    def _unigram_top(self, fragment: str, lo: int, hi: int, k: int) -> np.ndarray:
+        if hi - lo <= k:
+            return np.arange(lo, hi)
+        if k <= self.top_cache:
+            top = self._prefix_top.get(fragment)
+            if top is not None:
+                return top[:k]
+        seg = self._p1[lo:hi]
+        return lo + np.argpartition(seg, seg.size - k)[seg.size - k :]
+
+    def predict(self, context: str, fragment: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most probable next words that start with ``fragment``, best first.
+
+        ``context`` is all text before the word (its last ``order - 1`` words are used;
+        fewer words means the document start). Probabilities are the model's interpolated
+        ``P(word | history)`` (not renormalised over the fragment). Exact top-k: see the
+        module docstring for why the per-order candidate lists suffice. Never suggests
+        ``<unk>``/``</s>``; an empty list when no known word starts with ``fragment``.
+        """
+        if k <= 0:
+            return []
+        lo, hi = self.fragment_range(fragment)
+        if lo >= hi:
+            return []
+        chain = self._chain(self._context_tail(context))
+        K = self._K
+        full = lo == 0 and hi == self._V
+        parts = [self._unigram_top(fragment, lo, hi, k)]
+        slices: list[tuple[int, int, int, int]] = []
+        for n, h in chain:
+            base = h * K
+            s, e = self._keys[n].searchsorted((base + lo, base + hi)).tolist()
+            slices.append((n, h, s, e))
+            if e > s:
+                parts.append(self._keys[n][self._slice_top(n, h, s, e, k, full)] - base)
+        cand = np.unique(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+        f = self._p1[cand]
+        for n, h, s, e in slices:
+            g = self._gamma[n][h]
+            if e == s:
+                f = f * g
+                continue
+            sub = self._keys[n][s:e]
+            q = h * K + cand
+            pos = np.minimum(sub.searchsorted(q), e - s - 1)
+            f = np.where(sub[pos] == q, self._prob[n][s:e][pos], g * f)
+        best = np.argsort(-f, kind="stable")[:k]
+        words_ = self._words
+        return [
+            (words_[i], p)
+            for i, p in zip(cand[best].tolist(), f[best].tolist(), strict=True)
+        ]
+
+    def token_probs(self, context: str) -> dict[str, float]:
+        """The whole next-token distribution (words, ``<unk>``, ``</s>``); sums to 1.
+
+        For tests and inspection; slow on a big vocabulary compared to :meth:`predict`.
+        """
+        chain = self._chain(self._context_tail(context))
+        ids = np.arange(self._K - 1)  # every id but <s>
+        f = self._score(chain, ids)
+        toks = self.tokens()
+        return {toks[i]: float(p) for i, p in zip(ids.tolist(), f.tolist(), strict=True)}
+
+    def word_log_prob(self, context: str, word: str) -> float:
+        """Natural log of ``P(word | context)``; ``"</s>"`` is the end of the document.
+
+        A word outside the vocabulary gets the whole ``<unk>`` mass (finite, but optimistic
+        for perplexity comparisons: it is the probability of *some* unseen word).
+        """
+        chain = self._chain(self._context_tail(context))
+        f = self._score(chain, np.array([self.token_id(word)], dtype=np.int64))
+        return math.log(float(f[0]))
+
+    def sequence_probs(self, token_ids: Sequence[int]) -> np.ndarray:
+        """``P(t_j | t_<j)`` for ``j >= 1`` of a token-id sequence that starts with ``<s>``.
+
+        Vectorised over positions: the history row of order ``n+1`` at ``j`` is the row found
+        at order ``n`` for position ``j - 1``, so each order is one ``searchsorted``.
+        """
+        t = np.asarray(token_ids, dtype=np.int64)
+        tgt = t[1:]
+        f = self._p1[tgt]
+        hist = t[:-1]
+        valid = np.ones(tgt.size, dtype=bool)
+        K = self._K
+        for n in range(2, self.order + 1):
+            keys = self._keys[n]
+            if keys.size == 0:
+                break
+            h = np.where(valid, hist, 0)
+            q = h * K + tgt
+            pos = np.minimum(keys.searchsorted(q), keys.size - 1)
+            found = valid & (keys[pos] == q)
+            gamma = self._gamma[n][h]
+            f = np.where(found, self._prob[n][pos], np.where(valid, gamma * f, f))
+            hist = np.r_[-1, pos[:-1]]
+            valid = np.r_[False, found[:-1]]
+        return f
+
+    def doc_nll(self, doc: str) -> tuple[float, int]:
+        """(total negative log-likelihood in nats, tokens predicted): every word + ``</s>``."""
+        ids = [self.bos_id, *(self.token_id(w) for w in words(doc)), self.eos_id]
+        probs = self.sequence_probs(ids)
+        return float(-np.log(probs).sum()), int(probs.size)
+
+    # ------------------------------------------------------------------ persistence
+
+    def nbytes(self) -> int:
+        """Bytes held by the numpy tables (the bulk of the model's memory)."""
+        arrays = [self._p1, *self._keys.values(), *self._prob.values(), *self._gamma.values()]
+        return int(sum(a.nbytes for a in arrays))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Gzip'd pickle of the tables; keys are delta-encoded (sorted, so it compresses well).
+
+        The precomputed top lists are rebuilt on load rather than stored.
+        """
+        import pickle
+
+        state = {
+            "format": FORMAT_VERSION,
+            "order": self.order,
+            "min_count": self.min_count,
+            "top_cache": self.top_cache,
+            "big_range": self.big_range,
+            "stats": self.stats,
+            "discounts": self.discounts,
+            "words": self._words,
+            "p1": self._p1,
+            "keys_delta": {n: np.diff(k, prepend=0) for n, k in self._keys.items()},
+            "prob": self._prob,
+            "gamma": self._gamma,
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with gzip.open(tmp, "wb", compresslevel=3) as fh:
+            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> NgramModel:
+        """Inverse of :meth:`save` (only load files you trust: it is a pickle)."""
+        import pickle
+
+        with gzip.open(path, "rb") as fh:
+            state = pickle.load(fh)
+        if state.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported n-gram file format {state.get('format')!r}")
+        model = cls(top_cache=state["top_cache"], big_range=state["big_range"])
+        model.order = state["order"]
+        model.min_count = state["min_count"]
+        model.stats = state["stats"]
+        model.discounts = state["discounts"]
+        model._words = state["words"]
+        model._V = len(model._words)
+        model._K = model._V + 3
+        model._p1 = state["p1"]
+        model._keys = {n: np.cumsum(k) for n, k in state["keys_delta"].items()}
+        model._prob = state["prob"]
+        model._gamma = state["gamma"]
+        model._build_lookup()
+        model._build_index()
+        return model
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def _rss_mib() -> float:
+    """Resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _eval_docs(corpus: str, n_docs: int) -> list[str]:
+    """Held-out documents: the aclImdb test split, else the validation docs."""
+    from training.data import detect_format, is_validation, iter_documents
+
+    if detect_format(Path(corpus)) == "aclimdb":
+        return list(islice(iter_documents(corpus, split="test"), n_docs))
+    return list(islice((d for d in iter_documents(corpus) if is_validation(d)), n_docs))
+
+
+def evaluate(
+    model: NgramModel, docs: list[str], n_queries: int = 20_000, k: int = 5, seed: int = 0
+) -> dict[str, float]:
+    """Top-1 next-word accuracy (empty fragment) and mean ``predict`` latency.
+
+    Latency queries are keystrokes: for a random word of a random doc, the context before it
+    and a prefix of the word (length 0 .. len-1), split into empty / non-empty fragments.
+    Context strings are built before timing, so only ``predict`` is timed.
+    """
+    from tqdm import tqdm
+
+    hits = total = 0
+    nll = 0.0
+    n_tok = 0
+    for doc in tqdm(docs, desc="top-1", unit="doc", mininterval=2.0):
+        for m in WORD_RE.finditer(doc):
+            pred = model.predict(doc[: m.start()], "", 1)
+            hits += bool(pred) and pred[0][0] == m.group(0)
+            total += 1
+        d_nll, d_n = model.doc_nll(doc)
+        nll += d_nll
+        n_tok += d_n
+    rng = random.Random(seed)
+    spans = [(i, m.start(), m.group(0)) for i, d in enumerate(docs) for m in WORD_RE.finditer(d)]
+    queries: dict[str, list[tuple[str, str]]] = {"empty": [], "fragment": []}
+    for _ in range(n_queries):
+        i, start, word = spans[rng.randrange(len(spans))]
+        j = rng.randrange(len(word))
+        queries["empty" if j == 0 else "fragment"].append((docs[i][:start], word[:j]))
+    out: dict[str, float] = {
+        "top1": hits / max(1, total),
+        "words": total,
+        "ppl": math.exp(nll / max(1, n_tok)),
+    }
+    for name, qs in queries.items():
+        lat: list[float] = []
+        for ctx, frag in qs:
+            t0 = time.perf_counter()
+            model.predict(ctx, frag, k)
+            lat.append(time.perf_counter() - t0)
+        arr = np.array(lat) * 1e6
+        out[f"{name}_n"] = len(qs)
+        out[f"{name}_mean_us"] = float(arr.mean()) if arr.size else 0.0
+        out[f"{name}_p99_us"] = float(np.percentile(arr, 99)) if arr.size else 0.0
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fit on the non-validation train docs of ``--corpus`` and save; optionally evaluate."""
+    parser = argparse.ArgumentParser(prog="python -m training.ngram", description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", required=True, help="corpus path (any training.data format)")
+    parser.add_argument("--out", default="runs/ngram/trigram.pkl.gz", help="model file")
+    parser.add_argument("--order", type=int, default=3)
+    parser.add_argument("--min-count", type=int, default=2, help="rarer words become <unk>")
+    parser.add_argument("--max-docs", type=int, default=None, help="fit on at most N docs")
+    parser.add_argument("--load", action="store_true", help="skip fitting: load --out")
+    parser.add_argument("--eval-docs", type=int, default=0,
+                        help="then report top-1 accuracy/latency on N held-out docs")
+    parser.add_argument("--eval-queries", type=int, default=20_000)
+    parser.add_argument("--eval-k", type=int, default=5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = Path(args.out)
+    if args.load:
+        rss0 = _rss_mib()
+        t0 = time.perf_counter()
+        model = NgramModel.load(out)
+        log.info("loaded %s in %.1fs (+%.0f MiB RSS, tables %.0f MiB)", out,
+                 time.perf_counter() - t0, _rss_mib() - rss0, model.nbytes() / 2**20)
+    else:
+        from training.data import is_validation, iter_documents
+
+        docs: Iterator[str] = (
+            d for d in iter_documents(args.corpus, split="train") if not is_validation(d)
+        )
+        if args.max_docs is not None:
+            docs = islice(docs, args.max_docs)
+        model = NgramModel().fit(docs, order=args.order, min_count=args.min_count, progress=True)
+        t0 = time.perf_counter()
+        model.save(out)
+        log.info("saved %s (%.1f MiB) in %.1fs; tables %.0f MiB, peak RSS %.0f MiB",
+                 out, out.stat().st_size / 2**20, time.perf_counter() - t0,
+                 model.nbytes() / 2**20, _peak_rss_mib())
+    if args.eval_docs > 0:
+        docs_eval = _eval_docs(args.corpus, args.eval_docs)
+        res = evaluate(model, docs_eval, n_queries=args.eval_queries, k=args.eval_k)
+        log.info("eval on %d docs: %s", len(docs_eval),
+                 {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""Train a GRU or LSTM language model with truncated BPTT.
+
+    python -m training.train --cell gru --corpus ../shared/data/aclImdb_v1.tar.gz \
+        --out runs/gru --max-minutes 100 [--resume]
+
+Single process by default; under ``torchrun --nproc_per_node=N`` it trains with DDP (gloo
+on CPU), each rank reading its own share of the token streams. The full configuration is
+stored in every checkpoint; ``last.pt`` is written at every validation (``--resume``
+continues from it, stream position, optimiser and RNG included) and ``best.pt`` keeps the
+best validation loss. ``log.jsonl`` records the learning curve (tokens seen, loss, piece
+and word perplexity, wall time). ``--dry-run`` runs a tiny model for a few steps: the CI
+smoke path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from model.network import ModelConfig, RNNLanguageModel, count_parameters
+from training.corpus import CorpusSpec, prepare_corpus
+
+log = logging.getLogger("training.train")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; saved inside each checkpoint."""
+
+    corpus: str = "../shared/data/aclImdb_v1.tar.gz"
+    corpus_format: str | None = None
+    data_dir: str = "runs/data-imdb-8k"
+    max_docs: int | None = None
+    vocab_size: int = 8000
+    out: str = "runs/gru"
+    cell: str = "gru"
+    emb_dim: int = 256
+    hidden_dim: int = 512
+    num_layers: int = 1
+    dropout: float = 0.1
+    batch_size: int = 32
+    seq_len: int = 64
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    clip: float = 1.0
+    max_tokens: int | None = None
+    max_minutes: float | None = None
+    eval_every: int = 500
+    eval_tokens: int = 200_000
+    seed: int = 1234
+    threads: int | None = None
+    dry_run: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            parser.add_argument(flag, action="store_true", default=None)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+            parser.add_argument(flag, type=kind, default=None)
+    args = parser.parse_args(argv)
+    values = asdict(defaults)
+    if args.config:
+        values.update(json.loads(Path(args.config).read_text()))
+    for f in fields(TrainConfig):
+        given = getattr(args, f.name)
+        if given is not None:
+            values[f.name] = given
+    cfg = TrainConfig(**values)
+    if cfg.dry_run:
+        cfg.max_docs = cfg.max_docs or 400
+        cfg.vocab_size = min(cfg.vocab_size, 600)
+        cfg.emb_dim, cfg.hidden_dim = 32, 48
+        cfg.batch_size, cfg.seq_len = 4, 16
+        cfg.max_tokens = cfg.max_tokens or 4 * 16 * 6
+        cfg.eval_every, cfg.eval_tokens, cfg.warmup_steps = 3, 2000, 2
+        if cfg.data_dir == TrainConfig.data_dir:
+            cfg.data_dir = str(Path(cfg.out) / "data")
+    return cfg, args.resume
+
+
+# ---------------------------------------------------------------------------- helpers
+def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` by progress 1."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+class StreamBatcher:
+    """Cut one token stream into ``batch`` parallel rows and serve consecutive windows.
+
+    The classic word_language_model layout: row ``i`` reads a contiguous slice of the
+    stream, so the recurrent state carries over from one window to the next (truncated
+    BPTT). ``position`` is saved in checkpoints so ``--resume`` continues where it stopped.
+    """
+
+    def __init__(self, stream: np.ndarray, batch: int, seq_len: int, rank: int = 0, world: int = 1):
+        rows = batch * world
+        per_row = len(stream) // rows
+        if per_row < seq_len + 1:
+            raise ValueError(f"stream of {len(stream)} tokens too short for {rows} rows x {seq_len}")
+        data = torch.from_numpy(stream[: per_row * rows].astype(np.int64)).view(rows, per_row)
+        self.rows = data[rank * batch : (rank + 1) * batch]
+        self.seq_len = seq_len
+        self.position = 0
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.rows.numel()
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(inputs [B,T], targets [B,T], wrapped): ``wrapped`` means a new epoch began."""
+        wrapped = False
+        if self.position + self.seq_len + 1 > self.rows.size(1):
+            self.position, wrapped = 0, True
+        chunk = self.rows[:, self.position : self.position + self.seq_len + 1]
+        self.position += self.seq_len
+        return chunk[:, :-1], chunk[:, 1:], wrapped
+
+
+@torch.no_grad()
+def evaluate_loss(model: RNNLanguageModel, stream: np.ndarray, max_tokens: int, batch: int = 16) -> float:
+    """Mean per-piece cross-entropy over the first ``max_tokens`` of ``stream``."""
+    model.eval()
+    stream = stream[: max_tokens + 1]
+    per_row = (len(stream) - 1) // batch
+    data = torch.from_numpy(stream[: per_row * batch + 1].astype(np.int64))
+    inputs = data[:-1].view(batch, per_row)
+    targets = data[1:].view(batch, per_row)
+    state = model.init_state(batch)
+    total, count = 0.0, 0
+    for start in range(0, per_row, 128):
+        x, y = inputs[:, start : start + 128], targets[:, start : start + 128]
+        logits, state = model(x, state)
+        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    model.train()
+    return total / max(count, 1)
+
+
+def _save(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- main
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run training; return the path of the best checkpoint."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group("gloo")
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    is_main = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    spec = CorpusSpec(
+        path=cfg.corpus, fmt=cfg.corpus_format, max_docs=cfg.max_docs, vocab_size=cfg.vocab_size
+    )
+    data_dir = Path(cfg.data_dir)
+    if is_main:
+        summary = prepare_corpus(spec, data_dir)
+    if distributed:
+        dist.barrier()
+    summary = prepare_corpus(spec, data_dir) if not is_main else summary
+    train_stream = np.load(data_dir / "train.npy", mmap_mode="r")
+    valid_stream = np.load(data_dir / "valid.npy", mmap_mode="r")
+    valid_words = summary["valid"]["words"] + summary["valid"]["docs"]
+    valid_pieces = summary["valid"]["pieces"]
+    eval_tokens = min(cfg.eval_tokens, valid_pieces - 1)
+    # Word perplexity on the evaluated slice: scale pieces to whitespace words (+1 EOS/doc).
+    words_per_piece = valid_words / valid_pieces
+
+    torch.manual_seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+    model_cfg = ModelConfig(
+        cell=cfg.cell,
+        vocab_size=summary["vocab_size"],
+        emb_dim=cfg.emb_dim,
+        hidden_dim=cfg.hidden_dim,
+        num_layers=cfg.num_layers,
+        dropout=cfg.dropout,
+    )
+    model = RNNLanguageModel(model_cfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.99),
+    )
+    batcher = StreamBatcher(np.asarray(train_stream), cfg.batch_size, cfg.seq_len, rank, world)
+    step, tokens_seen, elapsed_before, best_loss, epoch = 0, 0, 0.0, float("inf"), 0
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume and last_path.exists():
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, tokens_seen = ckpt["step"], ckpt["tokens_seen"]
+        elapsed_before, best_loss = ckpt["wall_seconds"], ckpt["best_val_loss"]
+        epoch = ckpt.get("epoch", 0)
+        batcher.position = ckpt["stream_position"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        log.info("resumed from %s at step %d (%d tokens)", last_path, step, tokens_seen)
+    elif resume:
+        log.info("no %s yet: starting fresh", last_path)
+
+    ddp_model: nn.Module = nn.parallel.DistributedDataParallel(model) if distributed else model
+    n_params = count_parameters(model)
+    if is_main:
+        log.info("%s model: %d parameters; %s", cfg.cell, n_params, model_cfg)
+
+    tokens_per_step = cfg.batch_size * cfg.seq_len * world
+    budget_tokens = cfg.max_tokens or (batcher.tokens_per_epoch * world if not cfg.max_minutes else None)
+    budget_seconds = cfg.max_minutes * 60 if cfg.max_minutes else None
+    started = time.time()
+
+    def progress() -> float:
+        parts = []
+        if budget_tokens:
+            parts.append(tokens_seen / budget_tokens)
+        if budget_seconds:
+            parts.append((elapsed_before + time.time() - started) / budget_seconds)
+        return max(parts)
+
+    def checkpoint(val_loss: float) -> None:
+        nonlocal best_loss
+        payload = {
+            "model": model.state_dict(),
+            "model_config": model_cfg.to_dict(),
+            "train_config": asdict(cfg),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "tokens_seen": tokens_seen,
+            "wall_seconds": elapsed_before + time.time() - started,
+            "stream_position": batcher.position,
+            "torch_rng": torch.get_rng_state(),
+            "val_loss": val_loss,
+            "best_val_loss": min(best_loss, val_loss),
+            "parameters": n_params,
+            "corpus_summary": summary,
+            "tokenizer": (data_dir / "tokenizer.model").read_bytes(),
+            "command": " ".join(["python -m training.train", *sys.argv[1:]]),
+        }
+        _save(last_path, payload)
+        # Weights only, for the learning curve (top-1 vs tokens seen) evaluated afterwards.
+        (out / "snapshots").mkdir(exist_ok=True)
+        torch.save({"model": payload["model"], "model_config": payload["model_config"],
+                    "tokens_seen": tokens_seen}, out / "snapshots" / f"tokens_{tokens_seen:011d}.pt")
+        if val_loss < best_loss:
+            best_loss = val_loss
+            _save(best_path, payload)
+
+    bar = tqdm(total=budget_tokens, initial=tokens_seen, unit="tok", unit_scale=True, disable=not is_main,
+               dynamic_ncols=True, mininterval=2.0)
+    state = model.init_state(cfg.batch_size)
+    model.train()
+    window_loss, window_tokens, window_start = 0.0, 0, time.time()
+    while progress() < 1.0:
+        inputs, targets, wrapped = batcher.next()
+        if wrapped:
+            epoch += 1
+            state = model.init_state(cfg.batch_size)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, progress(), cfg)
+        logits, state = ddp_model(inputs, state.detach())
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimizer.step()
+        step += 1
+        tokens_seen += tokens_per_step
+        window_loss += loss.item() * inputs.numel()
+        window_tokens += inputs.numel()
+        bar.update(tokens_per_step)
+        if step % 20 == 0:
+            rate = window_tokens * world / max(time.time() - window_start, 1e-9)
+            bar.set_postfix(loss=f"{window_loss / window_tokens:.3f}", tok_s=f"{rate:,.0f}", epoch=epoch)
+        if step % cfg.eval_every == 0 or progress() >= 1.0:
+            train_loss = window_loss / max(window_tokens, 1)
+            rate = window_tokens * world / max(time.time() - window_start, 1e-9)
+            if is_main:
+                val_loss = evaluate_loss(model, np.asarray(valid_stream), eval_tokens)
+                record = {
+                    "step": step,
+                    "tokens_seen": tokens_seen,
+                    "epoch": epoch,
+                    "wall_seconds": round(elapsed_before + time.time() - started, 1),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "train_loss": round(train_loss, 4),
+                    "val_loss": round(val_loss, 4),
+                    "val_piece_ppl": round(math.exp(val_loss), 2),
+                    "val_word_ppl": round(math.exp(val_loss / words_per_piece), 2),
+                    "tokens_per_second": round(rate),
+                }
+                with (out / "log.jsonl").open("a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                bar.write(json.dumps(record))
+                checkpoint(val_loss)
+            window_loss, window_tokens, window_start = 0.0, 0, time.time()
+    bar.close()
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    if is_main:
+        log.info("done: %d steps, %d tokens, best val loss %.4f -> %s", step, tokens_seen, best_loss, best_path)
+    return best_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg, resume = parse_args(argv)
+    train(cfg, resume)
+
+
+if __name__ == "__main__":
+    main()
