@@ -8,7 +8,10 @@ percentiles then describe a server far better than the one real users see. Here 
 * the whole schedule of intended send times is fixed before the run
   (:mod:`bench.workloads`: constant or Poisson arrivals at ``rate``, or merged typists);
 * each request is launched at its intended time as its own task, whatever happened to
-  earlier ones, over one shared :class:`httpx.AsyncClient` with a large connection pool;
+  earlier ones, over one shared :class:`httpx.AsyncClient` with a large connection limit
+  (by default on :class:`bench.transport.KeepAliveTransport`: httpx's stock httpcore
+  pool costs CPU per request that grows with the pool size squared, which made the
+  generator itself fall behind; ``--transport httpcore`` selects it anyway);
 * latency is measured from the **intended** send time, so a server stall shows up in
   every request scheduled during it, and a generator that falls behind cannot hide it;
 * the actual send lag (actual minus intended send time) is recorded too, and the report
@@ -43,6 +46,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import importlib.util
 import json
 import logging
 import platform
@@ -50,7 +54,7 @@ import resource
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +62,7 @@ from typing import Any
 import httpx
 
 from bench.stats import rounded, summarize
+from bench.transport import KeepAliveTransport
 from bench.workloads import (
     ARRIVALS,
     DEFAULT_TYPISTS,
@@ -83,6 +88,9 @@ START_DELAY_S = 0.05
 #: Extra seconds allowed after the last request's own timeout before giving up on it.
 DRAIN_GRACE_S = 5.0
 RESULT_VERSION = 1
+#: ``keepalive``: :class:`bench.transport.KeepAliveTransport` (O(1) per request);
+#: ``httpcore``: httpx's stock pool, whose per-request CPU grows with the pool squared.
+TRANSPORTS = ("keepalive", "httpcore")
 
 
 @dataclass
@@ -105,6 +113,8 @@ class LoadConfig:
     timeout: float = 10.0
     #: Keep per-request samples (column lists) in the result, for plots.
     keep_samples: bool = True
+    #: httpx transport under the shared client (see :data:`TRANSPORTS`).
+    transport: str = "keepalive"
 
     def validate(self) -> None:
         """Raise :class:`ValueError` on a config that cannot describe a run."""
@@ -124,6 +134,8 @@ class LoadConfig:
             raise ValueError("concurrency_limit must be >= 1")
         if self.timeout <= 0:
             raise ValueError("timeout must be > 0")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, not {self.transport!r}")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> LoadConfig:
@@ -189,6 +201,40 @@ def _raise_fd_limit(wanted: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
         return new
     return soft
+
+
+def _avoid_failed_sniffio_imports() -> None:
+    """Make httpcore's per-request ``import sniffio`` fail fast when sniffio is absent.
+
+    httpcore 1.0.x imports the optional ``sniffio`` inside ``current_async_library()``,
+    called several times per request; anyio >= 4.11 no longer installs sniffio, and
+    Python does not cache failed imports, so every call rescans ``sys.path`` (measured
+    here: ~0.7 ms each, several ms of CPU per request, capping the generator near
+    50-100 req/s). A ``None`` entry in ``sys.modules`` is Python's negative import cache:
+    the import still fails (httpcore falls back to asyncio, as before), just instantly.
+    See encode/httpcore discussion #1102 / PR #1103. Installing sniffio also fixes it.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+        log.debug("sniffio absent: cached its failed import (httpcore per-request cost)")
+
+
+@contextlib.contextmanager
+def _quiet_http_loggers() -> Iterator[None]:
+    """Silence httpx/httpcore's per-request INFO/DEBUG records for the run, then restore.
+
+    httpx logs every request at INFO; with a caller's ``logging.basicConfig(INFO)`` that
+    is one formatted record per request, CPU the generator needs to stay on schedule.
+    """
+    loggers = [logging.getLogger(name) for name in ("httpx", "httpcore")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _classify(exc: BaseException) -> str:
@@ -266,6 +312,8 @@ async def _execute(
     plan: Sequence[PlannedRequest], cfg: LoadConfig
 ) -> tuple[list[Sample], dict[str, float]]:
     """Send ``plan`` open-loop; return the samples and the run's wall/CPU accounting."""
+    if cfg.transport == "httpcore":
+        _avoid_failed_sniffio_imports()
     limit = cfg.concurrency_limit or DEFAULT_MAX_CONNECTIONS
     fd_limit = _raise_fd_limit(limit + 256)
     if cfg.concurrency_limit is None and fd_limit < limit + 256:
@@ -276,8 +324,11 @@ async def _execute(
     samples = [Sample(intended=r.at, warmup=r.warmup) for r in plan]
     slots = asyncio.Semaphore(limit)
     limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+    transport = KeepAliveTransport() if cfg.transport == "keepalive" else None
     # trust_env=False: a proxy from the environment must not sit between us and the server.
-    async with httpx.AsyncClient(limits=limits, timeout=cfg.timeout, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        limits=limits, timeout=cfg.timeout, trust_env=False, transport=transport
+    ) as client:
         tasks: list[asyncio.Task[None]] = []
         cpu0, ru0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter() + START_DELAY_S
@@ -289,6 +340,7 @@ async def _execute(
                 asyncio.create_task(_send_one(client, slots, url, body, t0, sample, cfg.timeout))
             )
         dispatched = time.perf_counter() - t0
+        cpu_dispatch = time.process_time() - cpu0
         unfinished = 0
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=cfg.timeout + DRAIN_GRACE_S)
@@ -302,12 +354,14 @@ async def _execute(
     accounting = {
         "wall_s": wall,
         "dispatch_end_s": dispatched,
+        "process_time_dispatch_s": cpu_dispatch,
         "process_time_s": cpu1 - cpu0,
         "rusage_user_s": ru1.ru_utime - ru0.ru_utime,
         "rusage_sys_s": ru1.ru_stime - ru0.ru_stime,
         "max_rss_mb": ru1.ru_maxrss / 1024,  # Linux reports KiB
         "unfinished": unfinished,
         "slot_limit": limit,
+        "connections_opened": transport.opened if transport is not None else None,
     }
     return samples, accounting
 
@@ -355,6 +409,9 @@ def summarize_run(
     lag = summarize([s.lag_ms for s in sent if s.lag_ms is not None], qs=(50, 99))
     wall = acct["wall_s"]
     cpu_fraction = acct["process_time_s"] / wall if wall > 0 else 0.0
+    # While sending, the busiest phase: the drain that follows only waits for responses.
+    dispatch_s = acct["dispatch_end_s"]
+    cpu_dispatch = acct["process_time_dispatch_s"] / dispatch_s if dispatch_s > 0 else 0.0
     rusage_cpu = acct["rusage_user_s"] + acct["rusage_sys_s"]
     slot_waits = sum(s.waited_for_slot for s in measured)
     resource_errors = [s.client_error for s in measured if s.client_error]
@@ -362,9 +419,10 @@ def summarize_run(
     reasons: list[str] = []
     if lag["p99"] is not None and lag["p99"] > LAG_P99_LIMIT_MS:
         reasons.append(f"p99 send lag {lag['p99']:.1f} ms > {LAG_P99_LIMIT_MS:g} ms")
-    if cpu_fraction > CPU_FRACTION_LIMIT:
+    if max(cpu_fraction, cpu_dispatch) > CPU_FRACTION_LIMIT:
         reasons.append(
-            f"generator used {cpu_fraction:.0%} of one core (> {CPU_FRACTION_LIMIT:.0%})"
+            f"generator used {max(cpu_fraction, cpu_dispatch):.0%} of one core"
+            f" (> {CPU_FRACTION_LIMIT:.0%})"
         )
     if slot_waits:
         reasons.append(
@@ -425,11 +483,14 @@ def summarize_run(
             "rusage_user_s": round(acct["rusage_user_s"], 3),
             "rusage_sys_s": round(acct["rusage_sys_s"], 3),
             "cpu_fraction_of_core": round(cpu_fraction, 4),
+            "cpu_fraction_while_sending": round(cpu_dispatch, 4),
+            "sending_s": round(dispatch_s, 3),
             "rusage_fraction_of_core": round(rusage_cpu / wall, 4) if wall > 0 else 0.0,
             "max_rss_mb": round(acct["max_rss_mb"], 1),
             "note": "whole process; includes anything else running in it",
         },
         "slot_waits": slot_waits,
+        "connections_opened": acct.get("connections_opened"),
         "behind_schedule": bool(reasons),
         "behind_schedule_reasons": reasons,
     }
@@ -511,7 +572,8 @@ async def run_load(
             cfg.typists / MEAN_KEYSTROKE_GAP_S,
         )
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    samples, acct = await _execute(plan, cfg)
+    with _quiet_http_loggers():
+        samples, acct = await _execute(plan, cfg)
     acct["started_at"] = started_at
     result = summarize_run(cfg, plan, samples, acct)
     if result["behind_schedule"]:
@@ -564,6 +626,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
     p.add_argument("--no-samples", action="store_true", help="omit per-request samples")
+    p.add_argument(
+        "--transport",
+        default="keepalive",
+        choices=TRANSPORTS,
+        help="httpx transport: lean keep-alive (default) or httpx's stock httpcore pool",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -590,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrency_limit=args.concurrency_limit,
         timeout=args.timeout,
         keep_samples=not args.no_samples,
+        transport=args.transport,
     )
     try:
         cfg.validate()

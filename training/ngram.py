@@ -39,18 +39,19 @@ from __future__ import annotations
 import argparse
 import bisect
 import gzip
+import heapq
 import logging
 import math
 import os
-import random
 import resource
 import sys
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,9 +67,35 @@ FORMAT_VERSION = 1
 _MAX_CHAR = "\U0010ffff"
 #: How many characters of context to scan first when looking for the last words.
 _TAIL_CHARS = 64
-_CHAIN_CACHE_MAX = 200_000
+_TAIL_CACHE_MAX = 500_000
+#: Slices up to this size are ranked in Python; bigger ones with numpy.
+_PY_RANK_MAX = 64
+_RANGE_CACHE_MAX = 1_000_000
 
 Chain = tuple[tuple[int, int], ...]
+_second = itemgetter(1)
+
+
+def _by_score_then_id(item: tuple[int, float]) -> tuple[float, int]:
+    return -item[1], item[0]
+
+
+class _View(NamedTuple):
+    """One history's word continuations as Python lists: the hot path avoids numpy calls.
+
+    ``ids`` (sorted word ids, so string order) and ``probs`` are its rows ``start..`` of the
+    order-``n`` table; ``gamma`` is its backoff weight; ``memo`` maps a fragment to the
+    best ``top_cache`` rows (indices into ``ids``) of its span, filled on first use for spans
+    bigger than ``big_range`` (the frequent histories are asked about again and again);
+    ``memo[""]`` comes precomputed from the file.
+    """
+
+    n: int
+    start: int
+    gamma: float
+    ids: list[int]
+    probs: list[float]
+    memo: dict[str, list[int]]
 
 
 def _fallback_discounts(reason: str, order: int) -> np.ndarray:
@@ -97,14 +124,16 @@ class NgramModel:
 
     ``top_cache`` is how many candidates the precomputed top lists keep (a ``predict`` with a
     larger ``k`` computes its lists on the fly, still exactly); ``big_range`` is the slice
-    size above which a history or a prefix gets such a list.
+    size above which a history or a prefix gets such a list; ``cache_rows`` bounds the
+    continuation rows kept as Python lists for fast repeated queries (~70 bytes a row).
     """
 
-    def __init__(self, top_cache: int = 16, big_range: int = 32) -> None:
+    def __init__(self, top_cache: int = 16, big_range: int = 16, cache_rows: int = 2_000_000) -> None:
         if top_cache < 1 or big_range < 1:
             raise ValueError("top_cache and big_range must be positive")
         self.top_cache = top_cache
         self.big_range = big_range
+        self.cache_rows = cache_rows
         self.order = 0
         self.min_count = 0
         self.stats: dict[str, Any] = {}
@@ -116,7 +145,10 @@ class NgramModel:
         self._keys: dict[int, np.ndarray] = {}  # order n >= 2 -> sorted int64 keys
         self._prob: dict[int, np.ndarray] = {}  # order n -> interpolated P per key
         self._gamma: dict[int, np.ndarray] = {}  # order n -> backoff weight per history
+        # order n -> (history ids with > big_range word rows, offsets, their best rows)
+        self._hist_top: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._build_lookup()
+        self._build_index()
 
     # ------------------------------------------------------------------ ids
 
@@ -141,7 +173,6 @@ class NgramModel:
         self._word_id: dict[str, int] = {w: i for i, w in enumerate(self._words)}
         self._ctx_id = dict(self._word_id)
         self._ctx_id[BOS] = self.bos_id  # context tails use "<s>" for the document start
-        self._chain_cache: dict[tuple[str, ...], Chain] = {}
 
     def token_id(self, token: str) -> int:
         """Id of a word, of ``</s>``/``<unk>``; anything unknown is ``<unk>``."""
@@ -173,6 +204,7 @@ class NgramModel:
         if min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
         t0 = time.perf_counter()
+        self._keys, self._prob, self._gamma, self._hist_top = {}, {}, {}, {}
         provisional: dict[str, int] = {}
         stream = array("i")  # provisional ids; -1 = <s>, -2 = </s>
         n_docs = 0
@@ -236,8 +268,12 @@ class NgramModel:
             min_count,
         )
         for n in sorted(self._keys):
-            log.info("fit: order %d: %d n-gram types, discounts %s", n, self._keys[n].size,
-                     [round(d, 3) for d in self.discounts[n]])
+            log.info(
+                "fit: order %d: %d n-gram types, discounts %s",
+                n,
+                self._keys[n].size,
+                [round(d, 3) for d in self.discounts[n]],
+            )
         log.info("fit: reading+tokenising %.1fs, total %.1fs", t_read, fit_s)
         return self
 
@@ -256,9 +292,7 @@ class NgramModel:
         for n in range(2, order + 1):
             pos = np.flatnonzero(d >= n - 1)
             keys = idx_prev[pos - 1] * K + t[pos]
-            uniq, first, inv, cnt = np.unique(
-                keys, return_index=True, return_inverse=True, return_counts=True
-            )
+            uniq, first, inv, cnt = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
             del keys
             rep = pos[first]
             suffix[n] = idx_prev[rep]  # the (n-1)-gram ending at the same position
@@ -310,25 +344,56 @@ class NgramModel:
             self._gamma[n] = gamma.astype(np.float32)
             self._prob[n] = prob.astype(np.float32)
             lower = prob
-            del hist, w, s, dsum, low
+            del s, dsum, low
+            self._hist_top[n] = self._history_tops(hist, w, self._prob[n])
+            del hist, w
+
+    def _history_tops(
+        self, hist: np.ndarray, w: np.ndarray, prob: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Best ``top_cache`` word rows of every history with more than ``big_range`` of them.
+
+        Why: an empty fragment after a frequent history is the most common query, and
+        ranking thousands of continuations on first use would make cold queries slow. One
+        lexsort at fit time; rows are relative to the history's first row, best first.
+        """
+        words_only = np.flatnonzero(w < self._V)
+        h = hist[words_only]
+        first = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+        sizes = np.diff(np.r_[first, h.size])
+        big = sizes > self.big_range
+        keep_hist = h[first[big]]
+        # rows grouped by history (ascending), best first within each
+        order = np.lexsort((-prob[words_only], h))
+        group_start = np.repeat(first, sizes)  # per sorted position: its group's first
+        rank = np.arange(h.size) - group_start
+        sel = order[(rank < self.top_cache) & np.repeat(big, sizes)]
+        # row of each selected entry relative to its history's first row (word rows first)
+        rel = (sel - group_start[sel]).astype(np.int32)
+        counts = np.minimum(sizes[big], self.top_cache)
+        offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        return keep_hist.astype(np.int64), offsets, rel
 
     # ------------------------------------------------------------------ index
 
-    def _top_of(self, seg: np.ndarray, offset: int) -> np.ndarray:
-        """Offsets (+``offset``) of the ``top_cache`` largest values of ``seg``, best first."""
-        m = min(self.top_cache, seg.size)
-        idx = np.argpartition(seg, seg.size - m)[seg.size - m :]
+    def _top_of(self, seg: np.ndarray, offset: int, m: int = 0) -> list[int]:
+        """Offsets (+``offset``) of the ``m`` (or ``top_cache``) largest of ``seg``, best first."""
+        m = min(m or self.top_cache, seg.size)
+        idx = seg.argpartition(seg.size - m)[seg.size - m :]
         idx = idx[np.argsort(-seg[idx], kind="stable")]
-        return (idx + offset).astype(np.int64)
+        return (idx + offset).tolist()
 
     def _build_index(self) -> None:
-        """Precomputed top lists: prefixes over the vocabulary, big histories per order.
+        """Per-prefix top lists for the unigram fallback, and empty per-history caches.
 
-        Why: the common ``predict`` calls (empty fragment after a frequent history, one- or
-        two-letter fragments in the unigram fallback) would otherwise scan thousands of rows.
+        Why: ``predict`` runs on every keystroke, and small numpy calls cost microseconds
+        each, so the hot path works on Python lists. Prefixes whose word range is bigger
+        than ``big_range`` (a few thousand: "", "t", "th", ...) get their best
+        ``top_cache`` words precomputed; smaller ranges are ranked on the fly.
         """
         words_, p1, big = self._words, self._p1, self.big_range
-        self._prefix_top: dict[str, np.ndarray] = {}
+        self._p1_list: list[float] = p1.tolist()
+        self._prefix_top: dict[str, list[int]] = {}
         stack = [("", 0, self._V)]
         while stack:
             p, lo, hi = stack.pop()
@@ -343,18 +408,13 @@ class NgramModel:
                 end = bisect.bisect_left(words_, child + _MAX_CHAR, j, hi)
                 stack.append((child, j, end))
                 j = end
-        self._hist_top: dict[int, dict[int, np.ndarray]] = {}
-        for n, keys in self._keys.items():
-            tops: dict[int, np.ndarray] = {}
-            if keys.size:
-                hist = keys // self._K
-                starts = np.flatnonzero(np.r_[True, hist[1:] != hist[:-1]])
-                ends = np.r_[starts[1:], keys.size]
-                prob = self._prob[n]
-                for i in np.flatnonzero(ends - starts > big).tolist():
-                    s, e = int(starts[i]), int(ends[i])
-                    tops[int(hist[s])] = self._top_of(prob[s:e], s)
-            self._hist_top[n] = tops
+        self._clear_caches()
+
+    def _clear_caches(self) -> None:
+        self._tail_cache: dict[tuple[str, ...], tuple[_View, ...]] = {}
+        self._view_cache: dict[tuple[int, int], _View] = {}
+        self._cached_rows = 0
+        self._range_cache: dict[str, tuple[int, int]] = {"": (0, self._V)}
 
     # ------------------------------------------------------------------ context
 
@@ -387,9 +447,6 @@ class NgramModel:
 
     def _chain(self, tail: tuple[str, ...]) -> Chain:
         """``((n, history row at order n), ...)`` for every order whose history was seen."""
-        chain = self._chain_cache.get(tail)
-        if chain is not None:
-            return chain
         ids = [self._ctx_id.get(w, self.unk_id) for w in tail]
         out: list[tuple[int, int]] = []
         for n in range(2, self.order + 1):
@@ -403,11 +460,41 @@ class NgramModel:
             if h < 0:
                 break
             out.append((n, h))
-        chain = tuple(out)
-        if len(self._chain_cache) >= _CHAIN_CACHE_MAX:
-            self._chain_cache.clear()
-        self._chain_cache[tail] = chain
-        return chain
+        return tuple(out)
+
+    def _view(self, n: int, h: int) -> _View:
+        """The (cached) :class:`_View` of history row ``h`` at order ``n``."""
+        view = self._view_cache.get((n, h))
+        if view is None:
+            keys, base = self._keys[n], h * self._K
+            s, e = keys.searchsorted((base, base + self._V)).tolist()  # word rows only
+            if e - s < _PY_RANK_MAX:  # a numpy subtraction costs more than this loop
+                ids = [key - base for key in keys[s:e].tolist()]
+            else:
+                ids = (keys[s:e] - base).tolist()
+            memo: dict[str, list[int]] = {}
+            if e - s > self.big_range:
+                hist_ids, offsets, rows = self._hist_top[n]
+                x = int(hist_ids.searchsorted(h))
+                memo[""] = rows[offsets[x] : offsets[x + 1]].tolist()
+            view = _View(n, s, float(self._gamma[n][h]), ids, self._prob[n][s:e].tolist(), memo)
+            self._cached_rows += e - s
+            self._view_cache[(n, h)] = view
+        return view
+
+    def _views(self, tail: tuple[str, ...]) -> tuple[_View, ...]:
+        """Views of the history at every order (lowest first) for a context tail, cached.
+
+        The caches are dropped wholesale once they hold ``cache_rows`` continuation rows, so
+        memory stays bounded while the frequent histories stay warm.
+        """
+        views = self._tail_cache.get(tail)
+        if views is None:
+            if self._cached_rows > self.cache_rows or len(self._tail_cache) > _TAIL_CACHE_MAX:
+                self._clear_caches()
+            views = tuple(self._view(n, h) for n, h in self._chain(tail))
+            self._tail_cache[tail] = views
+        return views
 
     def _score(self, chain: Chain, ids: np.ndarray) -> np.ndarray:
         """Interpolated probability of each token id in ``ids`` after the history ``chain``."""
@@ -424,32 +511,50 @@ class NgramModel:
 
     def fragment_range(self, fragment: str) -> tuple[int, int]:
         """Word ids ``[lo, hi)`` of the words that start with ``fragment`` (case-sensitive)."""
-        if not fragment:
-            return 0, self._V
-        lo = bisect.bisect_left(self._words, fragment)
-        hi = bisect.bisect_left(self._words, fragment + _MAX_CHAR, lo)
-        return lo, hi
+        span = self._range_cache.get(fragment)
+        if span is None:
+            lo = bisect.bisect_left(self._words, fragment)
+            span = lo, bisect.bisect_left(self._words, fragment + _MAX_CHAR, lo)
+            if len(self._range_cache) >= _RANGE_CACHE_MAX:
+                self._range_cache.clear()
+            self._range_cache[fragment] = span
+        return span
 
-    def _slice_top(self, n: int, h: int, s: int, e: int, k: int, full: bool) -> np.ndarray:
-        """Rows of the ``k`` most probable continuations among rows ``[s, e)`` of order n."""
-        if e - s <= k:
-            return np.arange(s, e)
-        if full and k <= self.top_cache:
-            top = self._hist_top[n].get(h)
-            if top is not None:
-                return top[:k]
-        seg = self._prob[n][s:e]
-        return s + np.argpartition(seg, seg.size - k)[seg.size - k :]
+    def _view_rows(self, view: _View, fragment: str, i: int, j: int, k: int) -> Iterable[int]:
+        """Rows (indices into ``view.ids``) of the ``k`` most probable among ``[i, j)``.
 
-    def _unigram_top(self, fragment: str, lo: int, hi: int, k: int) -> np.ndarray:
+        ``[i, j)`` is ``fragment``'s span in ``view``; big spans are ranked once per
+        (history, fragment) and memoised in the view.
+        """
+        if j - i <= k:
+            return range(i, j)
+        memoise = j - i > self.big_range and k <= self.top_cache
+        if memoise:
+            rows = view.memo.get(fragment)
+            if rows is not None:
+                return rows[:k]
+        want = self.top_cache if memoise else k
+        if j - i <= _PY_RANK_MAX:
+            rows = sorted(range(i, j), key=view.probs.__getitem__, reverse=True)[:want]
+        else:
+            rows = self._top_of(self._prob[view.n][view.start + i : view.start + j], i, want)
+        if memoise:
+            view.memo[fragment] = rows
+            self._cached_rows += len(rows)
+        return rows[:k]
+
+    def _unigram_top(self, fragment: str, lo: int, hi: int, k: int) -> Iterable[int]:
+        """Word ids of the ``k`` best unigrams in ``[lo, hi)`` (the fragment's range)."""
         if hi - lo <= k:
-            return np.arange(lo, hi)
+            return range(lo, hi)
         if k <= self.top_cache:
             top = self._prefix_top.get(fragment)
             if top is not None:
                 return top[:k]
+        if hi - lo <= _PY_RANK_MAX:
+            return sorted(range(lo, hi), key=self._p1_list.__getitem__, reverse=True)[:k]
         seg = self._p1[lo:hi]
-        return lo + np.argpartition(seg, seg.size - k)[seg.size - k :]
+        return (lo + seg.argpartition(seg.size - k)[seg.size - k :]).tolist()
 
     def predict(self, context: str, fragment: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` most probable next words that start with ``fragment``, best first.
@@ -459,40 +564,73 @@ class NgramModel:
         ``P(word | history)`` (not renormalised over the fragment). Exact top-k: see the
         module docstring for why the per-order candidate lists suffice. Never suggests
         ``<unk>``/``</s>``; an empty list when no known word starts with ``fragment``.
+
+        Orders are visited from the highest down. A candidate of order ``m`` only needs a
+        look-up in the orders above ``m``, and the visit stops as soon as nothing left can
+        beat the current k-th score: a word first seen at order ``m`` scores
+        ``G_m * P_m(w)`` (``G_m``: product of the backoff weights above ``m``), and
+        ``P_m(w) <= U_m = max(top P_m in the span, gamma_m * U_{m-1})``.
         """
         if k <= 0:
             return []
         lo, hi = self.fragment_range(fragment)
         if lo >= hi:
             return []
-        chain = self._chain(self._context_tail(context))
-        K = self._K
+        views = self._views(self._context_tail(context))
+        nv = len(views)
         full = lo == 0 and hi == self._V
-        parts = [self._unigram_top(fragment, lo, hi, k)]
-        slices: list[tuple[int, int, int, int]] = []
-        for n, h in chain:
-            base = h * K
-            s, e = self._keys[n].searchsorted((base + lo, base + hi)).tolist()
-            slices.append((n, h, s, e))
-            if e > s:
-                parts.append(self._keys[n][self._slice_top(n, h, s, e, k, full)] - base)
-        cand = np.unique(np.concatenate(parts)) if len(parts) > 1 else parts[0]
-        f = self._p1[cand]
-        for n, h, s, e in slices:
-            g = self._gamma[n][h]
-            if e == s:
-                f = f * g
-                continue
-            sub = self._keys[n][s:e]
-            q = h * K + cand
-            pos = np.minimum(sub.searchsorted(q), e - s - 1)
-            f = np.where(sub[pos] == q, self._prob[n][s:e][pos], g * f)
-        best = np.argsort(-f, kind="stable")[:k]
+        spans: list[tuple[int, int]] = []
+        p1 = self._p1_list
+        pairs = [(w, p1[w]) for w in self._unigram_top(fragment, lo, hi, k)]
+        pairs.sort(key=_second, reverse=True)
+        lists = [pairs]  # per level (0 = unigrams), best first
+        bound = [pairs[0][1]]  # U_level: the most any word in the range has at that level
+        for view in views:
+            ids = view.ids
+            if full:
+                i, j = 0, len(ids)
+            else:
+                i = bisect.bisect_left(ids, lo)
+                j = bisect.bisect_left(ids, hi, i)
+            spans.append((i, j))
+            probs = view.probs
+            pairs = [(ids[x], probs[x]) for x in self._view_rows(view, fragment, i, j, k)]
+            pairs.sort(key=_second, reverse=True)
+            lists.append(pairs)
+            u = view.gamma * bound[-1]
+            bound.append(pairs[0][1] if pairs and pairs[0][1] > u else u)
+        best: dict[int, float] = {}
+        heap: list[float] = []  # the k best scores so far (min-heap)
+        bisect_left = bisect.bisect_left
+        g_level = 1.0  # product of the backoff weights above the current level
+        for level in range(nv, -1, -1):
+            if len(heap) >= k and g_level * bound[level] <= heap[0]:
+                break  # nothing at this level or below can enter the top k
+            for w, p in lists[level]:
+                if len(heap) >= k and g_level * p <= heap[0]:
+                    break
+                if w in best:
+                    continue
+                g = 1.0
+                for up in range(nv - 1, level - 1, -1):  # orders above, top first
+                    v = views[up]
+                    a, b = spans[up]
+                    y = bisect_left(v.ids, w, a, b)
+                    if y < b and v.ids[y] == w:
+                        p = v.probs[y]
+                        break
+                    g *= v.gamma
+                f = g * p
+                best[w] = f
+                if len(heap) < k:
+                    heapq.heappush(heap, f)
+                elif f > heap[0]:
+                    heapq.heapreplace(heap, f)
+            if level:
+                g_level *= views[level - 1].gamma
         words_ = self._words
-        return [
-            (words_[i], p)
-            for i, p in zip(cand[best].tolist(), f[best].tolist(), strict=True)
-        ]
+        ranked = sorted(best.items(), key=_by_score_then_id)[:k]
+        return [(words_[w], f) for w, f in ranked]
 
     def token_probs(self, context: str) -> dict[str, float]:
         """The whole next-token distribution (words, ``<unk>``, ``</s>``); sums to 1.
@@ -557,7 +695,7 @@ class NgramModel:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Gzip'd pickle of the tables; keys are delta-encoded (sorted, so it compresses well).
 
-        The precomputed top lists are rebuilt on load rather than stored.
+        The vocabulary prefix index is rebuilt on load rather than stored.
         """
         import pickle
 
@@ -574,6 +712,7 @@ class NgramModel:
             "keys_delta": {n: np.diff(k, prepend=0) for n, k in self._keys.items()},
             "prob": self._prob,
             "gamma": self._gamma,
+            "hist_top": self._hist_top,
         }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -603,6 +742,7 @@ class NgramModel:
         model._keys = {n: np.cumsum(k) for n, k in state["keys_delta"].items()}
         model._prob = state["prob"]
         model._gamma = state["gamma"]
+        model._hist_top = state["hist_top"]
         model._build_lookup()
         model._build_index()
         return model
@@ -633,20 +773,56 @@ def _eval_docs(corpus: str, n_docs: int) -> list[str]:
     return list(islice((d for d in iter_documents(corpus) if is_validation(d)), n_docs))
 
 
-def evaluate(
-    model: NgramModel, docs: list[str], n_queries: int = 20_000, k: int = 5, seed: int = 0
-) -> dict[str, float]:
-    """Top-1 next-word accuracy (empty fragment) and mean ``predict`` latency.
+def _rounded(value: Any) -> Any:
+    """Floats to 4 significant digits, recursively (for readable log lines)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
-    Latency queries are keystrokes: for a random word of a random doc, the context before it
-    and a prefix of the word (length 0 .. len-1), split into empty / non-empty fragments.
-    Context strings are built before timing, so only ``predict`` is timed.
+
+def _latency(lat: list[float]) -> dict[str, float]:
+    arr = np.array(lat) * 1e6
+    if not arr.size:
+        return {"n": 0}
+    return {
+        "n": int(arr.size),
+        "mean_us": float(arr.mean()),
+        "p50_us": float(np.percentile(arr, 50)),
+        "p99_us": float(np.percentile(arr, 99)),
+    }
+
+
+def evaluate(model: NgramModel, docs: list[str], n_queries: int = 20_000, k: int = 5) -> dict[str, Any]:
+    """``predict`` latency, then top-1 next-word accuracy and perplexity over ``docs``.
+
+    Latency replays keystrokes the way the evaluator does, from the model's state right
+    after loading: for each word of each doc in order, the context before it and every
+    prefix of the word (length 0 .. len-1), up to ``n_queries`` calls, timed separately for
+    empty and non-empty fragments. Context strings are built before timing, so only
+    ``predict`` is timed. Top-1 uses the empty fragment and ``k=1``; perplexity is over
+    words + ``</s>`` with the ``<unk>`` mass for unknown words.
     """
     from tqdm import tqdm
 
-    hits = total = 0
+    queries: list[tuple[str, str]] = []
+    for doc in docs:
+        for m in WORD_RE.finditer(doc):
+            context, word = doc[: m.start()], m.group(0)
+            queries.extend((context, word[:j]) for j in range(len(word)))
+            if len(queries) >= n_queries:
+                break
+        if len(queries) >= n_queries:
+            break
+    lat: dict[str, list[float]] = {"empty": [], "fragment": []}
+    clock = time.perf_counter
+    for context, fragment in queries[:n_queries]:
+        t0 = clock()
+        model.predict(context, fragment, k)
+        lat["fragment" if fragment else "empty"].append(clock() - t0)
+    hits = total = n_tok = 0
     nll = 0.0
-    n_tok = 0
     for doc in tqdm(docs, desc="top-1", unit="doc", mininterval=2.0):
         for m in WORD_RE.finditer(doc):
             pred = model.predict(doc[: m.start()], "", 1)
@@ -655,42 +831,31 @@ def evaluate(
         d_nll, d_n = model.doc_nll(doc)
         nll += d_nll
         n_tok += d_n
-    rng = random.Random(seed)
-    spans = [(i, m.start(), m.group(0)) for i, d in enumerate(docs) for m in WORD_RE.finditer(d)]
-    queries: dict[str, list[tuple[str, str]]] = {"empty": [], "fragment": []}
-    for _ in range(n_queries):
-        i, start, word = spans[rng.randrange(len(spans))]
-        j = rng.randrange(len(word))
-        queries["empty" if j == 0 else "fragment"].append((docs[i][:start], word[:j]))
-    out: dict[str, float] = {
+    return {
         "top1": hits / max(1, total),
         "words": total,
         "ppl": math.exp(nll / max(1, n_tok)),
+        "latency_all": _latency(lat["empty"] + lat["fragment"]),
+        "latency_empty": _latency(lat["empty"]),
+        "latency_fragment": _latency(lat["fragment"]),
     }
-    for name, qs in queries.items():
-        lat: list[float] = []
-        for ctx, frag in qs:
-            t0 = time.perf_counter()
-            model.predict(ctx, frag, k)
-            lat.append(time.perf_counter() - t0)
-        arr = np.array(lat) * 1e6
-        out[f"{name}_n"] = len(qs)
-        out[f"{name}_mean_us"] = float(arr.mean()) if arr.size else 0.0
-        out[f"{name}_p99_us"] = float(np.percentile(arr, 99)) if arr.size else 0.0
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """Fit on the non-validation train docs of ``--corpus`` and save; optionally evaluate."""
-    parser = argparse.ArgumentParser(prog="python -m training.ngram", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.ngram", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--corpus", required=True, help="corpus path (any training.data format)")
     parser.add_argument("--out", default="runs/ngram/trigram.pkl.gz", help="model file")
     parser.add_argument("--order", type=int, default=3)
     parser.add_argument("--min-count", type=int, default=2, help="rarer words become <unk>")
     parser.add_argument("--max-docs", type=int, default=None, help="fit on at most N docs")
     parser.add_argument("--load", action="store_true", help="skip fitting: load --out")
-    parser.add_argument("--eval-docs", type=int, default=0,
-                        help="then report top-1 accuracy/latency on N held-out docs")
+    parser.add_argument(
+        "--eval-docs",
+        type=int,
+        default=0,
+        help="then report top-1 accuracy/latency on N held-out docs",
+    )
     parser.add_argument("--eval-queries", type=int, default=20_000)
     parser.add_argument("--eval-k", type=int, default=5)
     args = parser.parse_args(argv)
@@ -700,27 +865,34 @@ def main(argv: list[str] | None = None) -> int:
         rss0 = _rss_mib()
         t0 = time.perf_counter()
         model = NgramModel.load(out)
-        log.info("loaded %s in %.1fs (+%.0f MiB RSS, tables %.0f MiB)", out,
-                 time.perf_counter() - t0, _rss_mib() - rss0, model.nbytes() / 2**20)
+        log.info(
+            "loaded %s in %.1fs (+%.0f MiB RSS, tables %.0f MiB)",
+            out,
+            time.perf_counter() - t0,
+            _rss_mib() - rss0,
+            model.nbytes() / 2**20,
+        )
     else:
         from training.data import is_validation, iter_documents
 
-        docs: Iterator[str] = (
-            d for d in iter_documents(args.corpus, split="train") if not is_validation(d)
-        )
+        docs: Iterator[str] = (d for d in iter_documents(args.corpus, split="train") if not is_validation(d))
         if args.max_docs is not None:
             docs = islice(docs, args.max_docs)
         model = NgramModel().fit(docs, order=args.order, min_count=args.min_count, progress=True)
         t0 = time.perf_counter()
         model.save(out)
-        log.info("saved %s (%.1f MiB) in %.1fs; tables %.0f MiB, peak RSS %.0f MiB",
-                 out, out.stat().st_size / 2**20, time.perf_counter() - t0,
-                 model.nbytes() / 2**20, _peak_rss_mib())
+        log.info(
+            "saved %s (%.1f MiB) in %.1fs; tables %.0f MiB, peak RSS %.0f MiB",
+            out,
+            out.stat().st_size / 2**20,
+            time.perf_counter() - t0,
+            model.nbytes() / 2**20,
+            _peak_rss_mib(),
+        )
     if args.eval_docs > 0:
         docs_eval = _eval_docs(args.corpus, args.eval_docs)
         res = evaluate(model, docs_eval, n_queries=args.eval_queries, k=args.eval_k)
-        log.info("eval on %d docs: %s", len(docs_eval),
-                 {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})
+        log.info("eval on %d held-out docs (k=%d): %s", len(docs_eval), args.eval_k, _rounded(res))
     return 0
 
 

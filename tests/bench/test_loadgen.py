@@ -16,8 +16,11 @@ import itertools
 import json
 import random
 import socket
+import sys
 import threading
 import time
+import types
+import typing
 from collections import defaultdict
 from pathlib import Path
 
@@ -51,7 +54,9 @@ class FakeServer:
     number ``stall_after`` (0-based) arrives, the server freezes for ``stall_s`` seconds:
     nothing that arrives in that window is answered before it ends (like a long GC
     pause or a stuck batch). ``overload_every``: every n-th request (n, 2n, ... counting
-    from 1) gets 503 with ``Retry-After: 1``.
+    from 1) gets 503 with ``Retry-After: 1``. ``close_connection``: answer with
+    ``Connection: close`` and hang up. ``idle_timeout``: hang up on a keep-alive
+    connection idle that long (as uvicorn does after 5 s).
     """
 
     def __init__(
@@ -60,11 +65,16 @@ class FakeServer:
         stall_after: int | None = None,
         stall_s: float = 0.0,
         overload_every: int = 0,
+        close_connection: bool = False,
+        idle_timeout: float | None = None,
     ) -> None:
         self.delay = delay
         self.stall_after = stall_after
         self.stall_s = stall_s
         self.overload_every = overload_every
+        self.close_connection = close_connection
+        self.idle_timeout = idle_timeout
+        self.connections = 0
         self.stall_until = 0.0
         self.arrivals: list[float] = []
         self.bodies: list[dict] = []
@@ -100,17 +110,19 @@ class FakeServer:
         server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while await self._one(reader, writer):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         finally:
             writer.close()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        if not await reader.readline():
-            return False
+        async with asyncio.timeout(self.idle_timeout):
+            if not await reader.readline():
+                return False
         headers: dict[str, str] = {}
         while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode().partition(":")
@@ -142,10 +154,12 @@ class FakeServer:
                 }
             ).encode()
             head = "HTTP/1.1 200 OK\r\n"
+        if self.close_connection:
+            head += "Connection: close\r\n"
         head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
         writer.write(head.encode() + payload)
         await writer.drain()
-        return True
+        return not self.close_connection
 
 
 def _run(server_url: str, **overrides: object) -> dict:
@@ -404,9 +418,79 @@ def test_run_load_accepts_a_dict_and_rejects_unknown_keys() -> None:
         asyncio.run(run_load({"workload": "bogus"}))
 
 
+def test_keepalive_transport_reuses_and_recovers_connections() -> None:
+    """Connections are reused; server hang-ups (Connection: close, idle timeout) cost nothing."""
+    with FakeServer(delay=0.01) as srv:
+        reused = _run(srv.url, rate=50, duration=0.4)
+    assert reused["status_counts"] == {"200": 20}
+    assert reused["connections_opened"] == srv.connections <= 3
+    with FakeServer(close_connection=True) as srv:
+        closed = _run(srv.url, rate=50, duration=0.2)
+    assert closed["status_counts"] == {"200": 10}
+    assert closed["connections_opened"] == srv.connections == 10
+    with FakeServer(idle_timeout=0.03) as srv:
+        idle = _run(srv.url, rate=10, duration=0.5)
+    assert idle["status_counts"] == {"200": 5}
+    assert srv.connections == 5
+
+
+def test_stock_httpcore_transport_still_works() -> None:
+    with FakeServer(overload_every=2) as srv:
+        result = _run(srv.url, rate=50, duration=0.2, transport="httpcore")
+    assert result["status_counts"] == {"200": 5, "503": 5}
+    assert result["overload"]["503_with_retry_after"] == 5
+    assert result["connections_opened"] is None
+
+
 def test_locustfile_is_valid_python_and_explains_closed_loop() -> None:
     source = (REPO / "bench" / "locustfile.py").read_text()
     tree = ast.parse(source)
     doc = ast.get_docstring(tree) or ""
     assert "closed-loop" in doc and "coordinated omission" in doc
     assert any(isinstance(n, ast.ClassDef) and n.name == "ColdUser" for n in tree.body)
+
+
+def test_locustfile_user_posts_cold_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a stand-in ``locust`` module, the user builds contract-shaped cold requests."""
+    stub = types.ModuleType("locust")
+    stub.HttpUser = object  # type: ignore[attr-defined]
+    stub.between = lambda lo, hi: (lo, hi)  # type: ignore[attr-defined]
+    stub.task = lambda fn: fn  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "locust", stub)
+    monkeypatch.delitem(sys.modules, "bench.locustfile", raising=False)
+    import bench.locustfile as lf
+
+    calls: list[tuple[str, dict]] = []
+    outcomes: list[str] = []
+
+    class FakeResponse:
+        status_code = 503
+        headers: typing.ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+        def success(self) -> None:
+            outcomes.append("ok")
+
+        def failure(self, why: str) -> None:
+            outcomes.append(why)
+
+        def __enter__(self) -> FakeResponse:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    class FakeClient:
+        def post(self, path: str, json: dict, **kwargs: object) -> FakeResponse:
+            calls.append((path, json))
+            return FakeResponse()
+
+    user = lf.ColdUser()
+    user.client = FakeClient()
+    user.on_start()
+    user.complete()
+    monkeypatch.delitem(sys.modules, "bench.locustfile")
+    ((path, payload),) = calls
+    assert path == "/v1/complete"
+    assert payload["model"] == "gru" and payload["k"] == 3 and payload["max_words"] == 0
+    assert payload["text"].endswith(" ")
+    assert outcomes == ["503 overloaded (Retry-After: 1)"]

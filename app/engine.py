@@ -1,0 +1,306 @@
+"""The step-batching inference engine: one per backend, one worker thread each.
+
+Every request is a decoder generator (:func:`model.suggest.suggest`) that yields model
+calls. The worker thread owns the TorchScript module and loops, Orca-style, at the level
+of single model steps:
+
+1. admit newly queued requests (their first call: a prefill chunk, or a beam step
+   straight away when the prefix cache already holds their context);
+2. if batching, wait until ``max_batch`` requests have work or the *oldest* queued
+   request has waited ``max_wait_ms`` (Triton's rule: the clock is the request's, not
+   the loop's);
+3. merge the pending calls of up to ``max_batch`` requests -- prefill chunks of new
+   requests next to beam steps of ongoing ones -- into ONE ``prefill``/``step`` call
+   (:func:`model.batching.run_calls`), and resume each generator with its rows.
+
+Requests join and leave at every iteration. The asyncio side only enqueues and awaits a
+future. Admission control: at most ``queue_limit`` requests are queued or running; the
+next is rejected at once (:class:`Overloaded` -> 503 + Retry-After) instead of letting
+latency grow. Each request carries a deadline covering queueing and compute; one past it
+is dropped (:class:`DeadlineExceeded`), as is one whose client went away (``cancel``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from model.artifact import LanguageModel
+from model.batching import Decoding, ModelCall, run_calls
+from model.prefix_cache import PrefixStateCache
+from model.suggest import DecodeOptions, SuggestResult, suggest
+
+log = logging.getLogger(__name__)
+
+
+class EngineError(RuntimeError):
+    """Base class: the engine could not answer this request."""
+
+
+class Overloaded(EngineError):
+    """The queue is full; retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("server overloaded: queue full")
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(EngineError):
+    """The request's deadline passed before it finished."""
+
+
+class EngineStopped(EngineError):
+    """The engine is draining or stopped."""
+
+
+@dataclass
+class EngineConfig:
+    batching: bool = True
+    max_batch: int = 64
+    max_batch_rows: int = 1024
+    max_wait_ms: float = 1.0
+    queue_limit: int = 256
+    deadline_ms: float = 1000.0
+    cache_bytes: int = 64 * 1024 * 1024
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+
+
+@dataclass
+class Timing:
+    queue_ms: float
+    compute_ms: float
+    total_ms: float
+
+
+@dataclass
+class EngineResult:
+    result: SuggestResult
+    timing: Timing
+
+
+@dataclass
+class _Request:
+    gen: Decoding[SuggestResult]
+    future: asyncio.Future[EngineResult]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float
+    deadline: float
+    started: float | None = None
+    call: ModelCall | None = None
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class IterationStats:
+    """What one scheduler iteration did (fed to metrics by the observer)."""
+
+    requests: int
+    rows: int
+    tokens: int
+    seconds: float
+
+
+class InferenceEngine:
+    """Step-level batching over one loaded model (see the module docstring)."""
+
+    def __init__(self, lm: LanguageModel, config: EngineConfig, observer: Any = None) -> None:
+        self.lm = lm
+        self.config = config
+        self.cache = PrefixStateCache(config.cache_bytes)
+        self.observer = observer  # app.metrics.EngineMetrics or None
+        self._inbox: deque[_Request] = deque()
+        self._active: list[_Request] = []
+        self._cond = threading.Condition()
+        self._admitted = 0  # queued + running, guarded by _cond
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.max_batch_seen = 0
+        self.iterations = 0
+        self._ema_iteration_s = 0.005
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._running = True
+        self._thread = threading.Thread(target=self._worker, name=f"engine-{self.lm.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting work, let in-flight requests finish (up to ``timeout``), then stop."""
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._running and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._inbox)
+
+    @property
+    def in_flight(self) -> int:
+        return self._admitted
+
+    # ------------------------------------------------------------------ asyncio side
+    def submit(self, text: str, k: int = 3, max_words: int = 0) -> _Request:
+        """Admit a request or raise :class:`Overloaded` / :class:`EngineStopped` at once."""
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        gen = suggest(self.lm, text, k, max_words, self.cache if self.config.cache_bytes else None,
+                      self.config.decode)
+        req = _Request(gen, loop.create_future(), loop, now, now + self.config.deadline_ms / 1000)
+        with self._cond:
+            if not self._running:
+                raise EngineStopped("engine is not running")
+            if self._admitted >= self.config.queue_limit:
+                raise Overloaded(retry_after=self._retry_after())
+            self._admitted += 1
+            self._inbox.append(req)
+            self._cond.notify()
+        return req
+
+    async def complete(self, text: str, k: int = 3, max_words: int = 0) -> EngineResult:
+        req = self.submit(text, k, max_words)
+        try:
+            return await req.future
+        finally:
+            req.cancel()  # no-op when finished; drops the work if the caller went away
+
+    def _retry_after(self) -> float:
+        # Roughly how long the current backlog takes to drain, at least one second.
+        backlog = self._admitted / max(self.config.max_batch, 1)
+        return max(1.0, round(backlog * self._ema_iteration_s * 4, 1))
+
+    # ------------------------------------------------------------------ worker side
+    def _finish(self, req: _Request, result: EngineResult | None = None, error: Exception | None = None) -> None:
+        with self._cond:
+            self._admitted -= 1
+        req.gen.close()
+
+        def resolve() -> None:
+            if req.future.done():
+                return
+            if error is not None:
+                req.future.set_exception(error)
+            else:
+                req.future.set_result(result)  # type: ignore[arg-type]
+
+        with contextlib.suppress(RuntimeError):  # the event loop is gone (shutdown)
+            req.loop.call_soon_threadsafe(resolve)
+        if self.observer is not None:
+            self.observer.request_done(req, result, error)
+
+    def _advance(self, req: _Request, value: Any) -> None:
+        """Resume a request's generator; record its next call or finish it."""
+        try:
+            req.call = req.gen.send(value) if value is not None else next(req.gen)
+        except StopIteration as stop:
+            now = time.perf_counter()
+            started = req.started if req.started is not None else now
+            timing = Timing(
+                queue_ms=(started - req.enqueued) * 1000,
+                compute_ms=(now - started) * 1000,
+                total_ms=(now - req.enqueued) * 1000,
+            )
+            self._finish(req, EngineResult(stop.value, timing))
+        except Exception as exc:  # a decoding bug must fail one request, not the engine
+            log.exception("request failed in decoder")
+            self._finish(req, error=exc)
+
+    def _admit(self, limit: int) -> None:
+        """Move up to ``limit`` queued requests into the active set (FIFO)."""
+        while self._inbox and len(self._active) < limit:
+            req = self._inbox.popleft()
+            if req.cancelled:
+                self._finish(req, error=EngineStopped("client went away"))
+                continue
+            req.started = time.perf_counter()
+            self._active.append(req)
+            self._advance(req, None)
+
+    def _drop_expired(self) -> None:
+        now = time.perf_counter()
+        keep: list[_Request] = []
+        for req in self._active:
+            if req.cancelled or req.future.cancelled():
+                self._finish(req, error=EngineStopped("client went away"))
+            elif now > req.deadline:
+                self._finish(req, error=DeadlineExceeded("deadline passed"))
+            else:
+                keep.append(req)
+        self._active = keep
+        for req in list(self._inbox):
+            if now > req.deadline or req.cancelled:
+                self._inbox.remove(req)
+                err = DeadlineExceeded("deadline passed in queue") if not req.cancelled else EngineStopped("gone")
+                self._finish(req, error=err)
+
+    def _wait_for_batch(self) -> None:
+        """Block until there is work, and (batching) until the batch is full or the oldest waited enough."""
+        cfg = self.config
+        with self._cond:
+            while self._running and not self._inbox and not self._active:
+                self._cond.wait(0.1)
+            if not cfg.batching or cfg.max_wait_ms <= 0:
+                return
+            while self._running and self._inbox and len(self._active) + len(self._inbox) < cfg.max_batch:
+                oldest = self._inbox[0].enqueued
+                remaining = oldest + cfg.max_wait_ms / 1000 - time.perf_counter()
+                if remaining <= 0 or self._active:
+                    # Ongoing requests never stall: new arrivals join at the next step.
+                    return
+                self._cond.wait(remaining)
+
+    def _worker(self) -> None:
+        torch.set_grad_enabled(False)
+        limit = self.config.max_batch if self.config.batching else 1
+        while True:
+            self._wait_for_batch()
+            if not self._running and not self._active and not self._inbox:
+                break
+            if not self._running:
+                # Draining: finish what is running, reject what never started.
+                while self._inbox:
+                    self._finish(self._inbox.popleft(), error=EngineStopped("server shutting down"))
+            self._drop_expired()
+            self._admit(limit)
+            batch = [r for r in self._active if r.call is not None][:limit]
+            rows = 0
+            chosen: list[_Request] = []
+            for req in batch:
+                assert req.call is not None
+                if chosen and rows + req.call.rows > self.config.max_batch_rows:
+                    break
+                chosen.append(req)
+                rows += req.call.rows
+            self._active = [r for r in self._active if r.call is not None]
+            if not chosen:
+                continue
+            t0 = time.perf_counter()
+            outputs = run_calls(self.lm.module, [r.call for r in chosen])  # type: ignore[misc]
+            elapsed = time.perf_counter() - t0
+            self._ema_iteration_s = 0.9 * self._ema_iteration_s + 0.1 * elapsed
+            self.iterations += 1
+            self.max_batch_seen = max(self.max_batch_seen, len(chosen))
+            if self.observer is not None:
+                tokens = sum(r.call.num_tokens for r in chosen)  # type: ignore[union-attr]
+                self.observer.iteration(IterationStats(len(chosen), rows, tokens, elapsed))
+            for req, out in zip(chosen, outputs, strict=True):
+                req.call = None
+                self._advance(req, out)
+            self._active = [r for r in self._active if r.call is not None]
+        log.info("engine %s stopped after %d iterations", self.lm.name, self.iterations)

@@ -1,0 +1,117 @@
+"""The app factory and its lifespan.
+
+``create_app(settings)`` builds an independent app (own metrics registry, own engines), so
+tests build apps with their own settings and models. Models load in the background after
+startup: the process answers ``/healthz`` at once and ``/readyz`` turns 200 only when every
+configured backend is loaded, warmed up and its engine is running. On shutdown the app
+drains: ``/readyz`` says 503, queued work is refused, in-flight work finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from app.config import Settings
+from app.engine import EngineConfig, InferenceEngine
+from app.routers import complete, demo, health, models, observability
+from app.state import ServerState
+from model.artifact import LanguageModel, load_artifact
+from model.batching import drive
+from model.suggest import DecodeOptions, suggest
+
+log = logging.getLogger("app")
+
+Loader = Callable[[Path, str], LanguageModel]
+WARMUP_TEXTS = ("", "The movie was ", "I really liked the mo", "One of the best films I have seen in years, and")
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        batching=settings.batching,
+        max_batch=settings.max_batch,
+        max_batch_rows=settings.max_batch_rows,
+        max_wait_ms=settings.max_wait_ms,
+        queue_limit=settings.queue_limit,
+        deadline_ms=settings.deadline_ms,
+        cache_bytes=settings.cache_bytes,
+        decode=DecodeOptions(
+            beam=settings.beam,
+            phrase_beam=settings.phrase_beam,
+            prefill_chunk=settings.prefill_chunk,
+            completion_threshold=settings.completion_threshold,
+        ),
+    )
+
+
+def warm_up(lm: LanguageModel, options: DecodeOptions) -> None:
+    """Run a few requests of different shapes so TorchScript's first-call work happens now."""
+    for _ in range(2):
+        gens = [suggest(lm, t, 3, 3, None, options) for t in WARMUP_TEXTS]
+        drive(lm.module, gens)
+
+
+async def load_models(state: ServerState, loader: Loader) -> None:
+    settings = state.settings
+    torch.set_num_threads(settings.threads)
+    cfg = engine_config(settings)
+    try:
+        for name, path in settings.model_paths().items():
+            lm = await asyncio.to_thread(loader, Path(path), name)
+            await asyncio.to_thread(warm_up, lm, cfg.decode)
+            observer = state.metrics.for_backend(name, settings.stats_window_s)
+            engine = InferenceEngine(lm, cfg, observer)
+            engine.start()
+            state.engines[name], state.observers[name] = engine, observer
+            log.info("loaded %s from %s (%s parameters)", name, path, lm.card.get("parameters"))
+        if settings.default_model not in state.engines:
+            raise RuntimeError(f"default model {settings.default_model!r} is not configured")
+        state.ready = True
+    except Exception as exc:
+        state.load_error = str(exc)
+        log.exception("model loading failed")
+
+
+def create_app(settings: Settings | None = None, loader: Loader | None = None) -> FastAPI:
+    settings = settings or Settings()
+    loader = loader or (lambda path, name: load_artifact(path, name))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state: ServerState = app.state.server
+        loading = asyncio.create_task(load_models(state, loader))
+        try:
+            yield
+        finally:
+            state.draining = True
+            loading.cancel()
+            for engine in state.engines.values():
+                await asyncio.to_thread(engine.stop)
+
+    app = FastAPI(
+        title="nextword",
+        version="0.1.0",
+        description="Next-word and phrase autocomplete from GRU and LSTM language models.",
+        lifespan=lifespan,
+    )
+    app.state.server = ServerState(settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["*"])
+    for router in (complete.router, models.router, health.router, observability.router, demo.router):
+        app.include_router(router)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    return app

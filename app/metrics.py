@@ -1,0 +1,131 @@
+"""Prometheus metrics and the exact-percentile window behind ``/v1/stats``.
+
+Each app gets its own ``CollectorRegistry`` so that tests can build many apps in one
+process. Histogram buckets are fine between 1 and 200 ms so p50 and p99 can be read from
+them; ``/v1/stats`` does not estimate from buckets: it keeps the raw samples of a recent
+time window and reports exact percentiles.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = tuple(
+    x / 1000 for x in (0.5, 1, 1.5, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 100,
+                       125, 150, 200, 300, 500, 1000, 2000, 5000)
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
+TOKEN_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+class Metrics:
+    """All server metrics, labelled by backend."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.latency = Histogram("nextword_request_seconds", "End-to-end request time in the engine",
+                                 ["backend"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.queue = Histogram("nextword_queue_seconds", "Time from admission to first scheduling",
+                               ["backend"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.compute = Histogram("nextword_compute_seconds", "Time from first scheduling to answer",
+                                 ["backend"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.step = Histogram("nextword_step_seconds", "Duration of one batched model call",
+                              ["backend"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.batch_size = Histogram("nextword_batch_requests", "Requests sharing one model call",
+                                    ["backend"], buckets=BATCH_BUCKETS, registry=r)
+        self.batch_rows = Histogram("nextword_batch_rows", "Rows (hypotheses) in one model call",
+                                    ["backend"], buckets=TOKEN_BUCKETS, registry=r)
+        self.step_tokens = Histogram("nextword_step_tokens", "Tokens fed in one model call",
+                                     ["backend"], buckets=TOKEN_BUCKETS, registry=r)
+        self.queue_depth = Gauge("nextword_queue_depth", "Requests waiting to start", ["backend"], registry=r)
+        self.in_flight = Gauge("nextword_in_flight", "Requests admitted and not finished", ["backend"], registry=r)
+        self.requests = Counter("nextword_requests", "Requests by outcome", ["backend", "status"], registry=r)
+        self.cache_hits = Counter("nextword_prefix_cache_hits", "Prefix-state cache hits", ["backend"], registry=r)
+        self.cache_misses = Counter("nextword_prefix_cache_misses", "Prefix-state cache misses", ["backend"],
+                                    registry=r)
+        self.cache_bytes = Gauge("nextword_prefix_cache_bytes", "Prefix-state cache size", ["backend"], registry=r)
+
+    def for_backend(self, backend: str, window_s: float) -> EngineMetrics:
+        return EngineMetrics(self, backend, window_s)
+
+
+class LatencyWindow:
+    """Raw samples of the last ``window_s`` seconds; exact percentiles on demand."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque()
+        self._lock = threading.Lock()
+
+    def add(self, value_ms: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._samples.append((now, value_ms))
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        cutoff = now - self.window_s
+        while self._samples and self._samples[0][0] < cutoff:
+            self._samples.popleft()
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            values = sorted(v for _, v in self._samples)
+        out: dict[str, Any] = {"count": len(values)}
+        for q in (50, 90, 99):
+            out[f"p{q}_ms"] = round(nearest_rank(values, q), 3) if values else None
+        return out
+
+
+def nearest_rank(sorted_values: list[float], q: float) -> float:
+    """The q-th percentile by nearest rank: the sample at rank ceil(q/100 * n)."""
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+class EngineMetrics:
+    """The engine's observer: records iterations and finished requests for one backend."""
+
+    def __init__(self, metrics: Metrics, backend: str, window_s: float) -> None:
+        self.m = metrics
+        self.backend = backend
+        self.window = LatencyWindow(window_s)
+
+    def iteration(self, stats: Any) -> None:
+        b = self.backend
+        self.m.step.labels(b).observe(stats.seconds)
+        self.m.batch_size.labels(b).observe(stats.requests)
+        self.m.batch_rows.labels(b).observe(stats.rows)
+        self.m.step_tokens.labels(b).observe(stats.tokens)
+
+    def request_done(self, req: Any, result: Any, error: Exception | None) -> None:
+        b = self.backend
+        if result is None:
+            status = type(error).__name__ if error is not None else "error"
+            self.m.requests.labels(b, status).inc()
+            return
+        t = result.timing
+        self.m.requests.labels(b, "ok").inc()
+        self.m.latency.labels(b).observe(t.total_ms / 1000)
+        self.m.queue.labels(b).observe(t.queue_ms / 1000)
+        self.m.compute.labels(b).observe(t.compute_ms / 1000)
+        self.window.add(t.total_ms)
+        if result.result.cache_hit:
+            self.m.cache_hits.labels(b).inc()
+        else:
+            self.m.cache_misses.labels(b).inc()
+
+    def refresh_gauges(self, engine: Any) -> None:
+        b = self.backend
+        self.m.queue_depth.labels(b).set(engine.queue_depth)
+        self.m.in_flight.labels(b).set(engine.in_flight)
+        self.m.cache_bytes.labels(b).set(engine.cache.nbytes)

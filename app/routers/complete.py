@@ -1,0 +1,88 @@
+"""POST /v1/complete: the autocomplete endpoint (HTTP in, engine call, HTTP out)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from app.deps import get_state
+from app.engine import DeadlineExceeded, EngineResult, EngineStopped, Overloaded
+from app.schemas import (
+    CompleteRequest,
+    CompleteResponse,
+    Completion,
+    ErrorResponse,
+    TimingMs,
+    WordSuggestion,
+)
+from app.state import ServerState
+
+router = APIRouter(prefix="/v1", tags=["complete"])
+
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "Unknown or not loaded model"},
+    413: {"model": ErrorResponse, "description": "Text longer than the configured limit"},
+    503: {"model": ErrorResponse, "description": "Overloaded (queue full), loading or draining; see Retry-After"},
+    504: {"model": ErrorResponse, "description": "The request's deadline passed"},
+}
+
+
+async def _await_unless_disconnected(request: Request, future: asyncio.Future[EngineResult]) -> EngineResult | None:
+    """The engine's answer, or None if the client hung up first (its work is then dropped)."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if future in done:
+        return future.result()
+    return None
+
+
+@router.post("/complete", response_model=CompleteResponse, responses=ERRORS)
+async def complete(body: CompleteRequest, request: Request, state: ServerState = Depends(get_state)):
+    settings = state.settings
+    if len(body.text) > settings.max_text_chars:
+        raise HTTPException(413, f"text is {len(body.text)} characters; the limit is {settings.max_text_chars}")
+    name = body.model or settings.default_model
+    if name not in settings.model_paths():
+        available = ", ".join(sorted(settings.model_paths())) or "none"
+        raise HTTPException(404, f"unknown model {name!r}; available: {available}")
+    if not state.ready or state.draining:
+        why = "draining" if state.draining else "models are loading"
+        raise HTTPException(503, f"not ready: {why}", headers={"Retry-After": "1"})
+    engine = state.engines[name]
+    try:
+        req = engine.submit(body.text, body.k, body.max_words)
+    except Overloaded as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after)))}) from exc
+    except EngineStopped as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+    try:
+        answer = await _await_unless_disconnected(request, req.future)
+    except DeadlineExceeded as exc:
+        raise HTTPException(504, f"{exc} ({settings.deadline_ms:.0f} ms)") from exc
+    except EngineStopped as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+    finally:
+        req.cancel()  # harmless once finished; drops queued work if we are leaving early
+    if answer is None:  # client went away: nobody reads this response
+        raise HTTPException(499, "client closed request")
+    result, timing = answer.result, answer.timing
+    completion = Completion(text=result.completion[0], confidence=result.completion[1]) if result.completion else None
+    return CompleteResponse(
+        model=name,
+        fragment=result.fragment,
+        suggestions=[WordSuggestion(word=w, prob=p) for w, p in result.suggestions],
+        completion=completion,
+        timing_ms=TimingMs(
+            queue=round(timing.queue_ms, 3), compute=round(timing.compute_ms, 3), total=round(timing.total_ms, 3)
+        ),
+        cache_hit=result.cache_hit,
+    )

@@ -1,0 +1,53 @@
+"""Request and response bodies of the public API (the contract is fixed: add, don't rename)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., description="Everything typed so far; may end inside a word")
+    model: str | None = Field(None, description="'gru' or 'lstm'; default from settings")
+    k: int = Field(3, ge=1, le=10, description="How many next-word suggestions")
+    max_words: int = Field(0, ge=0, le=8, description="Phrase completion length; 0 = next word only")
+
+
+class WordSuggestion(BaseModel):
+    word: str
+    prob: float
+
+
+class Completion(BaseModel):
+    text: str = Field(..., description="Text to insert after the caret")
+    confidence: float
+
+
+class TimingMs(BaseModel):
+    queue: float
+    compute: float
+    total: float
+
+
+class CompleteResponse(BaseModel):
+    model: str
+    fragment: str = Field(..., description="The partial word the suggestions complete")
+    suggestions: list[WordSuggestion]
+    completion: Completion | None
+    timing_ms: TimingMs
+    cache_hit: bool = Field(False, description="The context's state came from the prefix cache")
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    card: dict
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    default: str

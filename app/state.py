@@ -1,0 +1,20 @@
+"""What the running app holds: loaded engines, readiness, metrics (one object, on app.state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.config import Settings
+from app.engine import InferenceEngine
+from app.metrics import EngineMetrics, Metrics
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    engines: dict[str, InferenceEngine] = field(default_factory=dict)
+    observers: dict[str, EngineMetrics] = field(default_factory=dict)
+    ready: bool = False
+    draining: bool = False
+    load_error: str | None = None

@@ -1,0 +1,184 @@
+"""The next-word decoder: beam searches over subword pieces that end at word boundaries.
+
+Both searches start from the state after the context (the text up to the last word
+boundary) and grow piece sequences whose surface text forms the next word(s):
+
+* :func:`next_words` -- the ``k`` most probable whole next words, optionally constrained
+  to start with the fragment the user has typed. A word is scored exactly: the
+  probability of its pieces times the probability that the piece after it does *not*
+  continue the word (summed over every boundary piece, EOS included). Different
+  segmentations of one word add up. The search stops as soon as no open hypothesis can
+  beat the k-th best finished word (scores only fall as pieces are added).
+* :func:`complete_phrase` -- a phrase of up to ``max_words`` words that stops at sentence
+  punctuation or end of text, ranked by length-normalised log-probability; its
+  confidence is the geometric-mean piece probability.
+
+The fragment constraint works on surface text, not on the fragment's own tokenisation:
+a typed ``"mo"`` is often tokenised ``" mo"`` while the word it belongs to is the single
+piece ``" movie"``. Every piece is allowed whose text agrees with what remains of the
+fragment (it either contains it all, or is a prefix of it).
+
+These are generators (see :mod:`model.batching`): they yield model calls and never touch
+the network, so the server's engine and the offline evaluator batch them the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from model.batching import Decoding, ModelCall
+from model.text import WORD_RE, words
+from model.tokenizer import PieceTokenizer
+
+NEG_INF = float("-inf")
+SENTENCE_END = frozenset(".!?")
+
+
+@dataclass
+class _Hyp:
+    text: str  # surface continuation so far (may start with a space)
+    score: float  # log-probability of its pieces
+    pieces: int = 0
+
+    @property
+    def word(self) -> str:
+        return self.text.lstrip(" ")
+
+
+def _logaddexp(a: float | None, b: float) -> float:
+    if a is None:
+        return b
+    hi, lo = max(a, b), min(a, b)
+    return hi + math.log1p(math.exp(lo - hi))
+
+
+def _word_mask(tok: PieceTokenizer, hyp: _Hyp, fragment: str, require_space: bool) -> Tensor:
+    """Pieces that may extend ``hyp`` while it is still inside the first word."""
+    word = hyp.word
+    remaining = fragment[len(word) :] if len(word) < len(fragment) else ""
+    if hyp.text == "":
+        starts = tok.word_start & tok.consistent_with(" " + fragment) if fragment else tok.word_start
+        if require_space:
+            return starts
+        attached = tok.continuation & tok.consistent_with(fragment) if fragment else tok.continuation
+        return starts | attached
+    if remaining:
+        return tok.continuation & tok.consistent_with(remaining)
+    return tok.continuation
+
+
+def _is_finished_word(word: str, fragment: str) -> bool:
+    return len(word) >= len(fragment) and word.startswith(fragment) and WORD_RE.fullmatch(word) is not None
+
+
+def next_words(
+    tok: PieceTokenizer,
+    logp: Tensor,
+    state: Tensor,
+    fragment: str = "",
+    require_space: bool = True,
+    k: int = 3,
+    beam: int = 8,
+    max_pieces: int = 10,
+) -> Decoding[list[tuple[str, float]]]:
+    """Top-``k`` whole next words as ``(word, log-probability)``, best first.
+
+    ``logp`` [1, V] and ``state`` [1, L, W] describe the model after the context;
+    ``require_space`` says the context ended in whitespace (or is empty), so the word must
+    be introduced by a space piece; otherwise it may also attach directly (after "(").
+    """
+    finals: dict[str, float] = {}
+    hyps = [_Hyp("", 0.0)]
+    boundary = tok.boundary
+    for _ in range(max_pieces):
+        masks = []
+        for i, hyp in enumerate(hyps):
+            if hyp.word and _is_finished_word(hyp.word, fragment):
+                end = float(torch.logsumexp(logp[i][boundary], dim=0))
+                finals[hyp.word] = _logaddexp(finals.get(hyp.word), hyp.score + end)
+            masks.append(_word_mask(tok, hyp, fragment, require_space))
+        scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp
+        scores = scores.masked_fill(~torch.stack(masks), NEG_INF).flatten()
+        top = torch.topk(scores, min(beam, scores.numel()))
+        keep = [(float(s), int(j)) for s, j in zip(top.values, top.indices, strict=True) if s > NEG_INF]
+        if not keep:
+            break
+        if len(finals) >= k:
+            kth = sorted(finals.values(), reverse=True)[k - 1]
+            if keep[0][0] <= kth:
+                break
+        vocab = logp.size(1)
+        rows = [j // vocab for _, j in keep]
+        pieces = [j % vocab for _, j in keep]
+        hyps = [
+            _Hyp(hyps[r].text + tok.surfaces[p], s, hyps[r].pieces + 1)
+            for (s, _), r, p in zip(keep, rows, pieces, strict=True)
+        ]
+        logp, state = yield ModelCall([[p] for p in pieces], state[rows])
+    ranked = sorted(finals.items(), key=lambda kv: kv[1], reverse=True)
+    return ranked[:k]
+
+
+def complete_phrase(
+    tok: PieceTokenizer,
+    logp: Tensor,
+    state: Tensor,
+    fragment: str = "",
+    require_space: bool = True,
+    max_words: int = 5,
+    beam: int = 4,
+) -> Decoding[tuple[str, float] | None]:
+    """Best phrase continuation ``(surface text, confidence)`` or ``None`` if none finished.
+
+    The text is the continuation right after the context, so it still contains the typed
+    fragment; the caller strips what the user already typed. A phrase ends at sentence
+    punctuation (kept), at end of text, or after ``max_words`` complete words.
+    """
+    printable = torch.tensor([bool(s) for s in tok.surfaces])
+    sentence_end = torch.tensor([any(c in SENTENCE_END for c in s) for s in tok.surfaces])
+    nothing = torch.zeros_like(printable)
+    finished: list[tuple[float, str]] = []
+    hyps = [_Hyp("", 0.0)]
+    for _ in range(3 * max_words + 3):
+        masks = []
+        for i, hyp in enumerate(hyps):
+            typing_fragment = hyp.text == "" or len(hyp.word) < len(fragment)
+            if typing_fragment:
+                masks.append(_word_mask(tok, hyp, fragment, require_space))
+                continue
+            n_words = len(words(hyp.text))
+            in_word = hyp.text[-1].isalnum()
+            if n_words >= max_words:
+                # Budget spent: end here (the next piece must not continue the word).
+                end = float(torch.logsumexp(logp[i][tok.boundary], dim=0)) if in_word else NEG_INF
+                masks.append(tok.continuation if in_word else nothing)
+            else:
+                end = float(logp[i][tok.eos_id])
+                masks.append(printable)
+            if end > NEG_INF:
+                finished.append(((hyp.score + end) / (hyp.pieces + 1), hyp.text))
+        scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp
+        scores = scores.masked_fill(~torch.stack(masks), NEG_INF).flatten()
+        top = torch.topk(scores, min(beam, scores.numel()))
+        vocab = logp.size(1)
+        live: list[tuple[float, int, int]] = []
+        for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            if s == NEG_INF:
+                continue
+            r, p = divmod(j, vocab)
+            if bool(sentence_end[p]) and words(hyps[r].text):
+                finished.append((s / (hyps[r].pieces + 1), hyps[r].text + tok.surfaces[p]))
+            else:
+                live.append((s, r, p))
+        if not live:
+            break
+        hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, hyps[r].pieces + 1) for s, r, p in live]
+        logp, state = yield ModelCall([[p] for _, _, p in live], state[[r for _, r, _ in live]])
+    if not finished:
+        return None
+    score, text = max(finished)
+    return text, math.exp(score)

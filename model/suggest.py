@@ -1,0 +1,105 @@
+"""One autocomplete request, end to end, as a decoder generator (see :mod:`model.batching`).
+
+``suggest`` turns raw typed text into suggestions: normalise it, back off to the last word
+boundary (the typed fragment is completed by the decoder, not fed to the network), find
+the state after the context (from the prefix cache, prefilling only what is new), then run
+the next-word search and, if asked, the phrase search. The server's engine and the offline
+evaluator both run exactly this function.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from model.artifact import LanguageModel
+from model.batching import Decoding, ModelCall
+from model.decoder import complete_phrase, next_words
+from model.prefix_cache import PrefixStateCache
+from model.text import normalize_prompt, split_fragment
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Search knobs (the server's settings fill them)."""
+
+    beam: int = 8
+    phrase_beam: int = 4
+    prefill_chunk: int = 256
+    completion_threshold: float = 0.0
+
+
+@dataclass
+class SuggestResult:
+    fragment: str
+    suggestions: list[tuple[str, float]]  # (word, probability), best first
+    completion: tuple[str, float] | None  # (text to insert after the caret, confidence)
+    context_tokens: int = 0
+    prefilled_tokens: int = 0  # tokens the network had to read for the context
+    cache_hit: bool = False
+    model_calls: int = field(default=0)
+
+
+def prompt_parts(lm: LanguageModel, text: str) -> tuple[list[int], str, bool, str]:
+    """(context ids incl. leading EOS, fragment, require_space, normalised prompt)."""
+    prompt = normalize_prompt(text)
+    context, fragment = split_fragment(prompt)
+    require_space = context == "" or context.endswith(" ")
+    ids = [lm.eos_id, *lm.tokenizer.encode(context.rstrip(" "))]
+    return ids, fragment, require_space, prompt
+
+
+def context_state(
+    lm: LanguageModel, ids: list[int], cache: PrefixStateCache | None, chunk: int = 256
+) -> Decoding[tuple[Tensor, Tensor, int, bool]]:
+    """(log-probs [1,V], state [1,L,W], tokens prefilled, cache hit) after ``ids``."""
+    entry = cache.lookup(ids) if cache is not None else None
+    if entry is not None and len(entry.ids) == len(ids):
+        return entry.logp, entry.state, 0, True
+    start = len(entry.ids) if entry is not None else 0
+    state = entry.state if entry is not None else lm.zero_state
+    logp = torch.empty(0)
+    for pos in range(start, len(ids), chunk):
+        logp, state = yield ModelCall([ids[pos : pos + chunk]], state)
+    if cache is not None:
+        cache.insert(ids, state, logp)
+    return logp, state, len(ids) - start, entry is not None
+
+
+def typed_part_removed(text: str, fragment: str, require_space: bool) -> str:
+    """Strip from a phrase continuation what the user has already typed.
+
+    With ``require_space`` the context ended in a space (or is empty), so the phrase's
+    leading space is already there; then the typed fragment is dropped.
+    """
+    if require_space and text.startswith(" "):
+        text = text[1:]
+    return text[len(fragment) :] if text.startswith(fragment) else text
+
+
+def suggest(
+    lm: LanguageModel,
+    text: str,
+    k: int = 3,
+    max_words: int = 0,
+    cache: PrefixStateCache | None = None,
+    options: DecodeOptions = DecodeOptions(),
+) -> Decoding[SuggestResult]:
+    """Suggestions for ``text`` (see the module docstring)."""
+    ids, fragment, require_space, _ = prompt_parts(lm, text)
+    logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk)
+    ranked = yield from next_words(
+        lm.tokenizer, logp, state, fragment, require_space, k=k, beam=max(options.beam, k)
+    )
+    suggestions = [(word, math.exp(score)) for word, score in ranked]
+    completion = None
+    if max_words > 0:
+        phrase = yield from complete_phrase(
+            lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam
+        )
+        if phrase is not None and phrase[1] >= options.completion_threshold:
+            completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
+    return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit)

@@ -1,0 +1,155 @@
+"""The n-gram baseline: a proper distribution, exact fast top-k, fragments, persistence.
+
+Tiny hand-made corpora keep these fast; ``top_cache``/``big_range`` are shrunk so that the
+precomputed top lists (the fast paths) are exercised, and :meth:`NgramModel.predict` is
+checked against a brute-force ranking of :meth:`NgramModel.token_probs`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from training.ngram import EOS, UNK, NgramModel, main
+
+CORPUS = [
+    "the cat sat on the mat",
+    "the cat ate the fish",
+    "I saw the cat and the cat saw me",
+    "the cat sat on the hat",
+    "The dog sat on the log",
+    "a dog saw the cat",
+    "the dog ate the cake, then the cat ate the cake too",
+    "the mouse ran and the cat ran after the mouse",
+    "Then the cat slept. The cat's day was long",
+    "the Cathedral was tall and the cattle were calm",
+]
+
+CONTEXTS = ["", "the", "I saw the", "on the", "zebra quux", "the zebra", "the cat", "Then"]
+FRAGMENTS = ["", "c", "ca", "C", "T", "t", "the", "m", "zz"]
+
+
+def _fit(order: int = 3, min_count: int = 1, **kw: int) -> NgramModel:
+    return NgramModel(**kw).fit(CORPUS, order=order, min_count=min_count)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+@pytest.mark.parametrize("min_count", [1, 2])
+def test_distribution_sums_to_one(order: int, min_count: int) -> None:
+    model = _fit(order, min_count)
+    for context in ["the", "the cat", "zebra quux", "I saw the", ""]:
+        probs = model.token_probs(context)
+        assert set(probs) == {*model.tokens()} - {"<s>"}
+        assert all(p > 0 for p in probs.values())
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_frequent_continuation_ranks_first() -> None:
+    model = _fit()
+    best = model.predict("yesterday I saw the", "", 3)
+    assert best[0][0] == "cat"
+    assert best[0][1] > best[1][1] >= best[2][1]
+    assert model.predict("the cat", "", 1)[0][0] in {"sat", "ate", "ran"}
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_predict_matches_brute_force(order: int) -> None:
+    """Exact top-k of the interpolated probability, also through the precomputed lists."""
+    model = _fit(order, min_count=1, top_cache=3, big_range=2)
+    for context in CONTEXTS:
+        probs = model.token_probs(context)
+        for fragment in FRAGMENTS:
+            ranked = sorted(
+                (
+                    (w, p)
+                    for w, p in probs.items()
+                    if w not in (UNK, EOS) and w.startswith(fragment)
+                ),
+                key=lambda wp: -wp[1],
+            )
+            for k in (1, 2, 3, 5):
+                got = model.predict(context, fragment, k)
+                assert len(got) == min(k, len(ranked))
+                want = [p for _, p in ranked[:k]]
+                assert [p for _, p in got] == pytest.approx(want, rel=1e-5)
+                for w, p in got:
+                    assert probs[w] == pytest.approx(p, rel=1e-5)
+
+
+def test_fragment_restriction_is_case_sensitive() -> None:
+    model = _fit()
+    for context in CONTEXTS:
+        upper = model.predict(context, "C", 10)
+        assert upper and all(w.startswith("C") for w, _ in upper)
+        lower = model.predict(context, "ca", 10)
+        assert lower and all(w.startswith("ca") for w, _ in lower)
+        assert "cat" in {w for w, _ in lower}
+        assert model.predict(context, "zz", 5) == []
+        assert model.predict(context, "cat's", 5) == [
+            ("cat's", pytest.approx(math.exp(model.word_log_prob(context, "cat's")), rel=1e-5))
+        ]
+    assert model.predict("the", "", 0) == []
+    assert all(w not in (UNK, EOS) for w, _ in model.predict("the cat", "", 50))
+
+
+def test_context_uses_only_last_words() -> None:
+    model = _fit()
+    long_prefix = "blah " * 5000 + "I saw the"
+    assert model.predict(long_prefix, "", 3) == model.predict("I saw the", "", 3)
+    assert model.predict("... on   the", "m", 2) == model.predict("on the", "m", 2)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    model = _fit(min_count=2)
+    path = tmp_path / "ngram" / "m.pkl.gz"
+    model.save(path)
+    loaded = NgramModel.load(path)
+    for context in CONTEXTS:
+        for fragment in FRAGMENTS:
+            assert loaded.predict(context, fragment, 4) == model.predict(context, fragment, 4)
+        assert loaded.word_log_prob(context, "cat") == model.word_log_prob(context, "cat")
+    assert loaded.doc_nll(CORPUS[2]) == model.doc_nll(CORPUS[2])
+
+
+def test_doc_nll_and_unknown_words() -> None:
+    model = _fit(min_count=2)  # singletons become <unk>, so <unk> has learned mass
+    nll, n = model.doc_nll("the zorblax cat qwerty sat")
+    assert n == 6  # five words + </s>
+    assert math.isfinite(nll) and nll > 0
+    lp = model.word_log_prob("the", "zorblax")
+    assert math.isfinite(lp) and lp == model.word_log_prob("the", UNK)
+    assert math.isfinite(model.word_log_prob("the cat", EOS))
+    # doc_nll is the sum of the per-word log-probs with the same contexts
+    doc = "the cat sat on the zorblax"
+    ws = doc.split()
+    total = -sum(model.word_log_prob(" ".join(ws[:i]), w) for i, w in enumerate(ws))
+    total -= model.word_log_prob(doc, EOS)
+    assert model.doc_nll(doc)[0] == pytest.approx(total, rel=1e-6)
+    assert model.doc_nll("")[1] == 1
+
+
+def test_cli_fits_and_saves(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS * 3) + "\n", encoding="utf-8")
+    out = tmp_path / "runs" / "tri.pkl.gz"
+    assert main(["--corpus", str(corpus), "--out", str(out), "--min-count", "1"]) == 0
+    model = NgramModel.load(out)
+    assert model.order == 3 and model.predict("I saw the", "", 1)[0][0] == "cat"
+    assert (
+        main(
+            [
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+                "--load",
+                "--eval-docs",
+                "3",
+                "--eval-queries",
+                "50",
+            ]
+        )
+        == 0
+    )

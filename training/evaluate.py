@@ -1,0 +1,251 @@
+"""Word-level evaluation: top-k next-word accuracy, word perplexity, keystroke savings.
+
+    python -m training.evaluate --model model/artifacts/gru.pt --corpus ../shared/data/aclImdb_v1.tar.gz \
+        --split test --max-docs 2000 --json
+
+Definitions (also in the README):
+
+* word: a match of ``[A-Za-z0-9]+(?:'[A-Za-z]+)?``; every word of a document is a target,
+  its context all text of the document before it.
+* top-k: the target equals (case-sensitively) one of the k words proposed there. Neural
+  models propose through :func:`model.suggest.suggest`, the server's own decoder.
+* word_ppl: exp(total NLL of all pieces of the documents, end-of-document included /
+  (whitespace-separated tokens + one per document)).
+* ksr (k=3): type each document character by character; before each keystroke inside or
+  at the start of a word, if the target is among the 3 proposals for the context plus
+  the typed fragment, one keystroke accepts it (and its following space).
+  ksr = 1 - keystrokes / characters.
+
+The simulation (:func:`document_queries`) does not know what answers it: a neural model
+(batched across documents with :func:`model.batching.drive`) or the n-gram baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from model.artifact import LanguageModel, load_artifact
+from model.batching import Decoding, drive
+from model.prefix_cache import PrefixStateCache
+from model.suggest import DecodeOptions, suggest
+from model.text import WORD_RE
+from training.data import iter_documents
+
+log = logging.getLogger("training.evaluate")
+
+KSR_K = 3
+
+
+@dataclass(frozen=True)
+class Query:
+    """Propose words for the text ``context + fragment`` (``context`` ends before the word)."""
+
+    context: str
+    fragment: str
+
+
+@dataclass
+class DocScore:
+    """Counts for one document (sums over documents give the corpus figures)."""
+
+    words: int = 0
+    top1: int = 0
+    top3: int = 0
+    chars: int = 0
+    keystrokes: int = 0
+    queries: int = 0
+
+    def add(self, other: DocScore) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+def document_queries(doc: str) -> Generator[Query, list[str], DocScore]:
+    """Simulate a person typing ``doc`` with k=3 suggestions; yield a query per keystroke."""
+    score = DocScore(chars=len(doc))
+    pos = 0
+    for match in WORD_RE.finditer(doc):
+        start, end, word = match.start(), match.end(), match.group(0)
+        score.words += 1
+        if start < pos:  # already consumed by an accepted suggestion (cannot happen for words)
+            continue
+        score.keystrokes += start - pos  # separators typed by hand
+        pos = end
+        for typed in range(len(word)):
+            proposals = yield Query(doc[:start], word[:typed])
+            score.queries += 1
+            if typed == 0:
+                score.top1 += int(bool(proposals) and proposals[0] == word)
+                score.top3 += int(word in proposals[:3])
+            if word in proposals[:KSR_K]:
+                score.keystrokes += 1
+                if end < len(doc) and doc[end] == " ":
+                    pos = end + 1
+                break
+            score.keystrokes += 1
+    score.keystrokes += len(doc) - pos
+    return score
+
+
+# ---------------------------------------------------------------------------- neural model
+def _neural_document(
+    lm: LanguageModel, doc: str, cache: PrefixStateCache, options: DecodeOptions, ksr: bool
+) -> Decoding[DocScore]:
+    queries = document_queries(doc)
+    query = next(queries)
+    while True:
+        result = yield from suggest(lm, query.context + query.fragment, KSR_K, 0, cache, options)
+        proposals = [word for word, _ in result.suggestions]
+        try:
+            query = queries.send(proposals)
+            while not ksr and query.fragment:  # top-k only: skip the keystroke queries
+                query = queries.send([])
+        except StopIteration as stop:
+            return stop.value
+
+
+@torch.inference_mode()
+def piece_nll(lm: LanguageModel, docs: list[str], batch: int = 16) -> float:
+    """Total NLL (nats) of every piece of every document, its end-of-document token included."""
+    seqs = [[lm.eos_id, *lm.tokenizer.encode(d), lm.eos_id] for d in docs]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    total = 0.0
+    for start in range(0, len(order), batch):
+        group = [seqs[i] for i in order[start : start + batch]]
+        width = max(len(s) for s in group)
+        tokens = torch.zeros(len(group), width, dtype=torch.long)
+        mask = torch.zeros(len(group), width - 1, dtype=torch.bool)
+        for row, s in enumerate(group):
+            tokens[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s) - 1] = True
+        logits, _ = lm.module.forward(tokens[:, :-1], lm.module.init_state(len(group)))
+        logp = torch.log_softmax(logits, dim=-1).gather(2, tokens[:, 1:].unsqueeze(2)).squeeze(2)
+        total -= float(logp[mask].sum())
+    return total
+
+
+def evaluate_neural(
+    lm: LanguageModel, docs: list[str], batch_docs: int = 64, ksr: bool = True, options: DecodeOptions | None = None
+) -> dict[str, Any]:
+    options = options or DecodeOptions()
+    cache = PrefixStateCache(512 * 1024 * 1024)
+    total = DocScore()
+    started = time.time()
+    with tqdm(total=len(docs), unit="doc", desc=f"eval {lm.name}", file=sys.stderr, mininterval=5) as bar:
+        for start in range(0, len(docs), batch_docs):
+            chunk = docs[start : start + batch_docs]
+            gens = [_neural_document(lm, d, cache, options, ksr) for d in chunk]
+            for score in drive(lm.module, gens, max_rows=1024):
+                total.add(score)
+            cache.clear()
+            bar.update(len(chunk))
+    nll = piece_nll(lm, docs)
+    return _summary(lm.name, docs, total, nll, time.time() - started, ksr)
+
+
+# ---------------------------------------------------------------------------- n-gram peer
+def evaluate_predictor(name: str, predictor: Any, docs: list[str], ksr: bool = True) -> dict[str, Any]:
+    """Score any object with ``predict(context, fragment, k)`` and ``doc_nll(doc)``."""
+    total = DocScore()
+    nll = 0.0
+    started = time.time()
+    for doc in tqdm(docs, unit="doc", desc=f"eval {name}", file=sys.stderr, mininterval=5):
+        queries = document_queries(doc)
+        try:
+            query = next(queries)
+            while True:
+                if not ksr and query.fragment:
+                    query = queries.send([])
+                    continue
+                proposals = [w for w, _ in predictor.predict(query.context, query.fragment, KSR_K)]
+                query = queries.send(proposals)
+        except StopIteration as stop:
+            total.add(stop.value)
+        nll += predictor.doc_nll(doc)[0]
+    return _summary(name, docs, total, nll, time.time() - started, ksr)
+
+
+def _summary(name: str, docs: list[str], total: DocScore, nll: float, seconds: float, ksr: bool) -> dict[str, Any]:
+    ws_tokens = sum(len(d.split()) + 1 for d in docs)
+    return {
+        "model": name,
+        "docs": len(docs),
+        "words": total.words,
+        "top1": round(total.top1 / max(total.words, 1), 4),
+        "top3": round(total.top3 / max(total.words, 1), 4),
+        "word_ppl": round(math.exp(nll / ws_tokens), 2),
+        "ksr": round(1 - total.keystrokes / max(total.chars, 1), 4) if ksr else None,
+        "queries": total.queries,
+        "seconds": round(seconds, 1),
+    }
+
+
+# ---------------------------------------------------------------------------- CLI
+def load_docs(text: str | None, corpus: str | None, split: str, max_docs: int | None, seed: int) -> list[str]:
+    """Documents to evaluate: all of them, or a seeded random sample of ``max_docs``."""
+    if text:
+        docs = list(iter_documents(text, fmt="text"))
+    else:
+        docs = list(iter_documents(corpus, split=split))  # type: ignore[arg-type]
+    if max_docs is not None and max_docs < len(docs):
+        docs = random.Random(seed).sample(docs, max_docs)
+    return docs
+
+
+def evaluate_path(model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True) -> dict[str, Any]:
+    docs = list(docs)
+    if model_path.endswith((".pkl", ".pkl.gz")):
+        from training.ngram import NgramModel
+
+        return evaluate_predictor(f"ngram:{Path(model_path).name}", NgramModel.load(model_path), docs, ksr)
+    lm = load_artifact(model_path)
+    lm.name = Path(model_path).stem
+    return evaluate_neural(lm, docs, batch_docs, ksr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--model", required=True, help="artifact (.pt) or n-gram (.pkl.gz)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="plain-text file, one document per line")
+    source.add_argument("--corpus", help="any other supported corpus (format detected)")
+    parser.add_argument("--split", default="test", help="aclImdb split (default: test)")
+    parser.add_argument("--max-docs", type=int, help="evaluate a seeded random sample of N documents")
+    parser.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
+    parser.add_argument("--batch-docs", type=int, default=64, help="documents decoded together")
+    parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--no-ksr", action="store_true", help="skip keystroke savings (faster)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", help="also write the JSON result to this file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    docs = load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed)
+    result = evaluate_path(args.model, docs, args.batch_docs, not args.no_ksr)
+    result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
+                        "seed": args.seed}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>10}: {value}")
+
+
+if __name__ == "__main__":
+    main()
