@@ -190,6 +190,8 @@ class InferenceEngine:
         with self._cond:
             self._admitted -= 1
         req.gen.close()
+        if self.observer is not None:  # before the answer goes out, so metrics never lag a response
+            self.observer.request_done(req, result, error)
 
         def resolve() -> None:
             if req.future.done():
@@ -201,8 +203,6 @@ class InferenceEngine:
 
         with contextlib.suppress(RuntimeError):  # the event loop is gone (shutdown)
             req.loop.call_soon_threadsafe(resolve)
-        if self.observer is not None:
-            self.observer.request_done(req, result, error)
 
     def _advance(self, req: _Request, value: Any) -> None:
         """Resume a request's generator; record its next call or finish it."""

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -68,34 +68,55 @@ _MAX_CHAR = "\U0010ffff"
 #: How many characters of context to scan first when looking for the last words.
 _TAIL_CHARS = 64
 _TAIL_CACHE_MAX = 500_000
-#: Slices up to this size are ranked in Python; bigger ones with numpy.
+#: Slices up to this size are ranked (and views built) in Python; bigger ones with numpy.
 _PY_RANK_MAX = 64
+#: A big history's rows become Python lists on its this-many-th use.
+_PROMOTE_HITS = 32
 _RANGE_CACHE_MAX = 1_000_000
 
 Chain = tuple[tuple[int, int], ...]
+Pair = tuple[int, float]  # (word id, probability)
 _second = itemgetter(1)
 
 
-def _by_score_then_id(item: tuple[int, float]) -> tuple[float, int]:
-    return -item[1], item[0]
-
-
-class _View(NamedTuple):
-    """One history's word continuations as Python lists: the hot path avoids numpy calls.
+class _View:
+    """One history's word continuations, shaped for the per-keystroke hot path.
 
     ``ids`` (sorted word ids, so string order) and ``probs`` are its rows ``start..`` of the
     order-``n`` table; ``gamma`` is its backoff weight; ``memo`` maps a fragment to the
-    best ``top_cache`` rows (indices into ``ids``) of its span, filled on first use for spans
+    best ``top_cache`` ``(word id, P)`` of its span, best first, filled on first use for spans
     bigger than ``big_range`` (the frequent histories are asked about again and again);
     ``memo[""]`` comes precomputed from the file.
+
+    Why two shapes: small numpy calls cost microseconds, so ``ids``/``probs`` are Python
+    lists (``bisect`` and indexing in ~0.1 us). Converting a history with thousands of rows
+    costs far more than one query, though, so big ones start as numpy slices (which
+    ``bisect`` and indexing also accept, only slower) and become lists once reused
+    (:meth:`promote`, on the ``_PROMOTE_HITS``-th use).
     """
 
-    n: int
-    start: int
-    gamma: float
-    ids: list[int]
-    probs: list[float]
-    memo: dict[str, list[int]]
+    __slots__ = ("gamma", "hits", "ids", "memo", "n", "probs", "start")
+
+    def __init__(
+        self,
+        n: int,
+        start: int,
+        gamma: float,
+        ids: list[int] | np.ndarray,
+        probs: list[float] | np.ndarray,
+        memo: dict[str, list[Pair]],
+    ) -> None:
+        self.n, self.start, self.gamma = n, start, gamma
+        self.ids, self.probs, self.memo = ids, probs, memo
+        self.hits = 0
+
+    def promote(self) -> int:
+        """Turn numpy rows into Python lists; returns how many rows that took."""
+        if not isinstance(self.ids, np.ndarray):
+            return 0
+        self.ids = self.ids.tolist()
+        self.probs = np.asarray(self.probs).tolist()
+        return len(self.ids)
 
 
 def _fallback_discounts(reason: str, order: int) -> np.ndarray:
@@ -393,13 +414,14 @@ class NgramModel:
         """
         words_, p1, big = self._words, self._p1, self.big_range
         self._p1_list: list[float] = p1.tolist()
-        self._prefix_top: dict[str, list[int]] = {}
+        self._prefix_top: dict[str, list[Pair]] = {}
+        p1_list = self._p1_list
         stack = [("", 0, self._V)]
         while stack:
             p, lo, hi = stack.pop()
             if hi - lo <= big:
                 continue
-            self._prefix_top[p] = self._top_of(p1[lo:hi], lo)
+            self._prefix_top[p] = [(w, p1_list[w]) for w in self._top_of(p1[lo:hi], lo)]
             depth, j = len(p), lo
             if len(words_[j]) == depth:  # the word equal to the prefix sorts first
                 j += 1
@@ -468,17 +490,23 @@ class NgramModel:
         if view is None:
             keys, base = self._keys[n], h * self._K
             s, e = keys.searchsorted((base, base + self._V)).tolist()  # word rows only
+            ids: list[int] | np.ndarray
+            probs: list[float] | np.ndarray
             if e - s < _PY_RANK_MAX:  # a numpy subtraction costs more than this loop
                 ids = [key - base for key in keys[s:e].tolist()]
+                probs = self._prob[n][s:e].tolist()
             else:
-                ids = (keys[s:e] - base).tolist()
-            memo: dict[str, list[int]] = {}
+                ids = keys[s:e] - base
+                probs = self._prob[n][s:e]
+            memo: dict[str, list[Pair]] = {}
             if e - s > self.big_range:
                 hist_ids, offsets, rows = self._hist_top[n]
                 x = int(hist_ids.searchsorted(h))
-                memo[""] = rows[offsets[x] : offsets[x + 1]].tolist()
-            view = _View(n, s, float(self._gamma[n][h]), ids, self._prob[n][s:e].tolist(), memo)
-            self._cached_rows += e - s
+                best = rows[offsets[x] : offsets[x + 1]]
+                memo[""] = list(zip((keys[s + best] - base).tolist(), self._prob[n][s + best].tolist(), strict=True))
+            view = _View(n, s, float(self._gamma[n][h]), ids, probs, memo)
+            # what the cache holds: ~70 bytes a list row, 8 for a numpy-backed one
+            self._cached_rows += e - s if isinstance(ids, list) else (e - s) // 8
             self._view_cache[(n, h)] = view
         return view
 
@@ -494,6 +522,10 @@ class NgramModel:
                 self._clear_caches()
             views = tuple(self._view(n, h) for n, h in self._chain(tail))
             self._tail_cache[tail] = views
+        for view in views:
+            view.hits += 1
+            if view.hits == _PROMOTE_HITS:
+                self._cached_rows += view.promote()
         return views
 
     def _score(self, chain: Chain, ids: np.ndarray) -> np.ndarray:
@@ -520,41 +552,48 @@ class NgramModel:
             self._range_cache[fragment] = span
         return span
 
-    def _view_rows(self, view: _View, fragment: str, i: int, j: int, k: int) -> Iterable[int]:
-        """Rows (indices into ``view.ids``) of the ``k`` most probable among ``[i, j)``.
+    def _view_top(self, view: _View, fragment: str, i: int, j: int, k: int) -> list[Pair]:
+        """``(word id, P)`` of the ``k`` most probable among ``view`` rows ``[i, j)``, best first.
 
-        ``[i, j)`` is ``fragment``'s span in ``view``; big spans are ranked once per
-        (history, fragment) and memoised in the view.
+        ``[i, j)`` is ``fragment``'s span in ``view``; spans bigger than ``big_range`` are
+        ranked once per (history, fragment) and memoised in the view.
         """
-        if j - i <= k:
-            return range(i, j)
         memoise = j - i > self.big_range and k <= self.top_cache
         if memoise:
-            rows = view.memo.get(fragment)
-            if rows is not None:
-                return rows[:k]
+            top = view.memo.get(fragment)
+            if top is not None:
+                return top[:k]
         want = self.top_cache if memoise else k
+        ids, probs = view.ids, view.probs
         if j - i <= _PY_RANK_MAX:
-            rows = sorted(range(i, j), key=view.probs.__getitem__, reverse=True)[:want]
+            if isinstance(probs, list):
+                span = zip(ids[i:j], probs[i:j], strict=True)
+            else:
+                span = zip(ids[i:j].tolist(), probs[i:j].tolist(), strict=True)
+            top = sorted(span, key=_second, reverse=True)[:want]
         else:
             rows = self._top_of(self._prob[view.n][view.start + i : view.start + j], i, want)
+            if isinstance(probs, list):
+                top = [(ids[x], probs[x]) for x in rows]
+            else:
+                top = list(zip(ids[rows].tolist(), probs[rows].tolist(), strict=True))
         if memoise:
-            view.memo[fragment] = rows
-            self._cached_rows += len(rows)
-        return rows[:k]
+            view.memo[fragment] = top
+            self._cached_rows += len(top)
+        return top[:k]
 
-    def _unigram_top(self, fragment: str, lo: int, hi: int, k: int) -> Iterable[int]:
-        """Word ids of the ``k`` best unigrams in ``[lo, hi)`` (the fragment's range)."""
-        if hi - lo <= k:
-            return range(lo, hi)
+    def _unigram_top(self, fragment: str, lo: int, hi: int, k: int) -> list[Pair]:
+        """``(word id, P1)`` of the ``k`` best unigrams in the fragment's range, best first."""
+        p1 = self._p1_list
         if k <= self.top_cache:
             top = self._prefix_top.get(fragment)
             if top is not None:
                 return top[:k]
         if hi - lo <= _PY_RANK_MAX:
-            return sorted(range(lo, hi), key=self._p1_list.__getitem__, reverse=True)[:k]
-        seg = self._p1[lo:hi]
-        return (lo + seg.argpartition(seg.size - k)[seg.size - k :]).tolist()
+            rows: Iterable[int] = sorted(range(lo, hi), key=p1.__getitem__, reverse=True)[:k]
+        else:
+            rows = self._top_of(self._p1[lo:hi], lo, k)
+        return [(w, p1[w]) for w in rows]
 
     def predict(self, context: str, fragment: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` most probable next words that start with ``fragment``, best first.
@@ -577,60 +616,68 @@ class NgramModel:
         if lo >= hi:
             return []
         views = self._views(self._context_tail(context))
-        nv = len(views)
-        full = lo == 0 and hi == self._V
+        top = self._unigram_top(fragment, lo, hi, k)
+        lists = [top]  # per level (0 = unigrams), best first
+        bound = top[0][1]  # U_level: the most any word in the range has at that level
+        bounds = [bound]
         spans: list[tuple[int, int]] = []
-        p1 = self._p1_list
-        pairs = [(w, p1[w]) for w in self._unigram_top(fragment, lo, hi, k)]
-        pairs.sort(key=_second, reverse=True)
-        lists = [pairs]  # per level (0 = unigrams), best first
-        bound = [pairs[0][1]]  # U_level: the most any word in the range has at that level
+        full = lo == 0 and hi == self._V
         for view in views:
             ids = view.ids
             if full:
                 i, j = 0, len(ids)
-            else:
+            elif isinstance(ids, list):
                 i = bisect.bisect_left(ids, lo)
                 j = bisect.bisect_left(ids, hi, i)
+            else:
+                i, j = ids.searchsorted((lo, hi)).tolist()
             spans.append((i, j))
-            probs = view.probs
-            pairs = [(ids[x], probs[x]) for x in self._view_rows(view, fragment, i, j, k)]
-            pairs.sort(key=_second, reverse=True)
-            lists.append(pairs)
-            u = view.gamma * bound[-1]
-            bound.append(pairs[0][1] if pairs and pairs[0][1] > u else u)
+            bound *= view.gamma
+            if j > i:
+                top = self._view_top(view, fragment, i, j, k)
+                if top[0][1] > bound:
+                    bound = top[0][1]
+            else:
+                top = []
+            lists.append(top)
+            bounds.append(bound)
         best: dict[int, float] = {}
-        heap: list[float] = []  # the k best scores so far (min-heap)
+        kth = -1.0  # the k-th best score so far (-1 until there are k)
+        heap: list[float] = []
         bisect_left = bisect.bisect_left
         g_level = 1.0  # product of the backoff weights above the current level
+        nv = len(views)
         for level in range(nv, -1, -1):
-            if len(heap) >= k and g_level * bound[level] <= heap[0]:
+            if g_level * bounds[level] <= kth:
                 break  # nothing at this level or below can enter the top k
+            above = views[level:][::-1]
+            above_spans = spans[level:][::-1]
             for w, p in lists[level]:
-                if len(heap) >= k and g_level * p <= heap[0]:
+                f = g_level * p
+                if f <= kth:
                     break
                 if w in best:
                     continue
                 g = 1.0
-                for up in range(nv - 1, level - 1, -1):  # orders above, top first
-                    v = views[up]
-                    a, b = spans[up]
-                    y = bisect_left(v.ids, w, a, b)
-                    if y < b and v.ids[y] == w:
-                        p = v.probs[y]
+                for v, (a, b) in zip(above, above_spans, strict=True):  # orders above, top first
+                    ids = v.ids
+                    y = bisect_left(ids, w, a, b)
+                    if y < b and ids[y] == w:
+                        f = g * float(v.probs[y])
                         break
                     g *= v.gamma
-                f = g * p
                 best[w] = f
                 if len(heap) < k:
                     heapq.heappush(heap, f)
-                elif f > heap[0]:
+                    if len(heap) == k:
+                        kth = heap[0]
+                elif f > kth:
                     heapq.heapreplace(heap, f)
+                    kth = heap[0]
             if level:
                 g_level *= views[level - 1].gamma
         words_ = self._words
-        ranked = sorted(best.items(), key=_by_score_then_id)[:k]
-        return [(words_[w], f) for w, f in ranked]
+        return [(words_[w], f) for w, f in sorted(best.items(), key=_second, reverse=True)[:k]]
 
     def token_probs(self, context: str) -> dict[str, float]:
         """The whole next-token distribution (words, ``<unk>``, ``</s>``); sums to 1.

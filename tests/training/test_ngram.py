@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from training import ngram
 from training.ngram import EOS, UNK, NgramModel, main
 
 CORPUS = [
@@ -55,18 +56,20 @@ def test_frequent_continuation_ranks_first() -> None:
 
 
 @pytest.mark.parametrize("order", [2, 3, 4])
-def test_predict_matches_brute_force(order: int) -> None:
-    """Exact top-k of the interpolated probability, also through the precomputed lists."""
+@pytest.mark.parametrize("py_rank_max", [64, 2])
+def test_predict_matches_brute_force(order: int, py_rank_max: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact top-k of the interpolated probability, also through the precomputed lists.
+
+    ``py_rank_max=2`` makes every history with more than two rows start numpy-backed and be
+    ranked with numpy, then (after a few uses) become Python lists: both shapes are checked.
+    """
+    monkeypatch.setattr(ngram, "_PY_RANK_MAX", py_rank_max)
     model = _fit(order, min_count=1, top_cache=3, big_range=2)
     for context in CONTEXTS:
         probs = model.token_probs(context)
         for fragment in FRAGMENTS:
             ranked = sorted(
-                (
-                    (w, p)
-                    for w, p in probs.items()
-                    if w not in (UNK, EOS) and w.startswith(fragment)
-                ),
+                ((w, p) for w, p in probs.items() if w not in (UNK, EOS) and w.startswith(fragment)),
                 key=lambda wp: -wp[1],
             )
             for k in (1, 2, 3, 5):

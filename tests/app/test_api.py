@@ -1,0 +1,483 @@
+"""The HTTP contract, router by router: /v1/complete, /v1/models, health, observability, demo.
+
+Every app here serves the tiny GRU/LSTM models of ``tests/conftest.py`` (near-random, trained
+for seconds), so the tests assert structure and invariants, not particular words -- except
+where the tiny corpus makes a word certain (a long enough fragment of a corpus word).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from model.artifact import load_artifact
+
+RESPONSE_FIELDS = {"model", "fragment", "suggestions", "completion", "timing_ms", "cache_hit"}
+LONG_TEXT = ("I think the movie was great. Honestly the plot was predictable. " * 80)[:4000]
+
+
+def check_answer(body: dict, k: int | None = None) -> None:
+    """The response schema and the invariants every answer obeys."""
+    assert set(body) == RESPONSE_FIELDS
+    assert isinstance(body["model"], str)
+    assert isinstance(body["fragment"], str)
+    assert isinstance(body["cache_hit"], bool)
+    assert set(body["timing_ms"]) == {"queue", "compute", "total"}
+    assert all(isinstance(v, int | float) and v >= 0 for v in body["timing_ms"].values())
+    suggestions = body["suggestions"]
+    assert isinstance(suggestions, list)
+    if k is not None:
+        assert len(suggestions) <= k
+    words = [s["word"] for s in suggestions]
+    probs = [s["prob"] for s in suggestions]
+    assert all(isinstance(w, str) and w for w in words)
+    assert len(set(words)) == len(words), f"duplicate suggestions: {words}"
+    assert all(isinstance(p, float) and 0.0 < p <= 1.0 for p in probs), probs
+    assert probs == sorted(probs, reverse=True), "suggestions must be sorted by probability"
+    assert all(w.startswith(body["fragment"]) for w in words), (body["fragment"], words)
+    completion = body["completion"]
+    if completion is not None:
+        assert set(completion) == {"text", "confidence"}
+        assert isinstance(completion["text"], str)
+        assert 0.0 < completion["confidence"] <= 1.0
+
+
+def check_error(r, status: int) -> dict:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body.get("detail"), body
+    return body
+
+
+# --------------------------------------------------------------------------- POST /v1/complete: answers
+
+
+async def test_complete_happy_path(client):
+    r = await client.post("/v1/complete", json={"text": "I think the movie was ", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    check_answer(body, k=5)
+    assert body["model"] == "gru"  # the settings' default model
+    assert body["fragment"] == ""
+    assert 1 <= len(body["suggestions"]) <= 5
+    assert body["completion"] is None  # max_words defaults to 0: next word only
+
+
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+async def test_complete_echoes_requested_model(client, model):
+    r = await client.post("/v1/complete", json={"text": "Honestly the ", "model": model})
+    assert r.status_code == 200, r.text
+    check_answer(r.json(), k=3)
+    assert r.json()["model"] == model
+
+
+async def test_default_model_comes_from_settings(start_app, make_settings):
+    async with start_app(make_settings(default_model="lstm")) as c:
+        r = await c.post("/v1/complete", json={"text": "I think the "})
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == "lstm"
+        stats = (await c.get("/v1/stats")).json()["backends"]
+        assert stats["lstm"]["count"] == 1 and stats["gru"]["count"] == 0
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 10])
+async def test_k_bounds_the_number_of_suggestions(client, k):
+    r = await client.post("/v1/complete", json={"text": "I think the movie was ", "k": k})
+    assert r.status_code == 200, r.text
+    check_answer(r.json(), k=k)
+    assert len(r.json()["suggestions"]) >= 1
+
+
+async def test_default_k_is_three(client):
+    r = await client.post("/v1/complete", json={"text": "My friends said the "})
+    assert r.status_code == 200
+    assert 1 <= len(r.json()["suggestions"]) <= 3
+
+
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+@pytest.mark.parametrize("text,fragment", [
+    ("I think the mo", "mo"),
+    ("Honestly the fi", "fi"),
+    ("My friends said the story was te", "te"),
+    ("I really fe", "fe"),
+    ("In my opinion the screenpl", "screenpl"),
+])
+async def test_fragment_is_completed(client, model, text, fragment):
+    r = await client.post("/v1/complete", json={"text": text, "model": model, "k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    check_answer(body, k=10)
+    assert body["fragment"] == fragment
+    assert body["suggestions"], "a corpus fragment should have completions"
+    assert all(s["word"].startswith(fragment) for s in body["suggestions"])
+
+
+@pytest.mark.parametrize("text", ["I think the movie was ", "I think the movie was great. ", "x ", " "])
+async def test_text_ending_with_space_has_no_fragment(client, text):
+    r = await client.post("/v1/complete", json={"text": text})
+    assert r.status_code == 200, r.text
+    assert r.json()["fragment"] == ""
+
+
+SENTENCE_RE = re.compile(r"(?P<opener>[A-Za-z ]+?) the (?P<noun>[a-z]+) was (?P<adj>[a-z]+)\.")
+
+
+def corpus_grammar(corpus: Path) -> dict[str, str]:
+    """{word: a context after which the tiny corpus makes that word likely}, read from the corpus."""
+    contexts: dict[str, str] = {"the": "I think ", "was": "I think the movie "}
+    for m in SENTENCE_RE.finditer(corpus.read_text(encoding="utf-8")):
+        contexts.setdefault(m["noun"], "I think the ")
+        contexts.setdefault(m["adj"], "I think the movie was ")
+        first = m["opener"].strip().split()[0]
+        contexts.setdefault(first, "The movie was good. ")  # openers start a sentence
+    return contexts
+
+
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+@pytest.mark.parametrize("pieces", ["one", "several"])
+async def test_one_and_multi_piece_words_are_found_from_their_fragment(
+    client, gru_lm, lstm_lm, tiny_corpus, model, pieces
+):
+    """A word that is ONE piece and a word that needs SEVERAL are both found when typed.
+
+    The tiny tokenizer decides which corpus words are single pieces; they are picked here.
+    """
+    lm = {"gru": gru_lm, "lstm": lstm_lm}[model]
+    grammar = corpus_grammar(tiny_corpus)
+    candidates = sorted(grammar)
+    if pieces == "one":
+        chosen = [w for w in candidates if len(lm.tokenizer.encode(" " + w)) == 1]
+    else:
+        chosen = [w for w in candidates if len(lm.tokenizer.encode(" " + w)) >= 3 and len(w) >= 4][:4]
+    if not chosen:
+        pytest.skip(f"the tiny {model} tokenizer has no {pieces}-piece corpus word")
+    for word in chosen:
+        fragment = word if len(word) <= 2 else word[: max(1, len(word) - 2)]
+        text = grammar[word] + fragment
+        r = await client.post("/v1/complete", json={"text": text, "model": model, "k": 10})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        check_answer(body, k=10)
+        assert body["fragment"] == fragment
+        found = [s["word"] for s in body["suggestions"]]
+        assert word in found, (word, len(lm.tokenizer.encode(" " + word)), text, found)
+
+
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+@pytest.mark.parametrize("text", ["I think the movie was ", "I think the mo", "Honestly"])
+async def test_phrase_completion_with_zero_threshold(client, model, text):
+    r = await client.post("/v1/complete", json={"text": text, "model": model, "max_words": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    check_answer(body)
+    assert body["completion"] is not None
+    assert body["completion"]["text"].strip(), body["completion"]
+
+
+async def test_phrase_completion_below_threshold_is_null(start_app, make_settings):
+    async with start_app(make_settings(completion_threshold=1.0)) as c:
+        r = await c.post("/v1/complete", json={"text": "I think the movie was ", "max_words": 3})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        check_answer(body)
+        assert body["completion"] is None
+        assert body["suggestions"]  # suggestions do not depend on the phrase threshold
+
+
+# --------------------------------------------------------------------------- POST /v1/complete: errors
+
+
+@pytest.mark.parametrize("payload", [
+    pytest.param({}, id="missing-text"),
+    pytest.param({"k": 3}, id="missing-text-with-k"),
+    pytest.param({"text": None}, id="null-text"),
+    pytest.param({"text": 5}, id="int-text"),
+    pytest.param({"text": ["a"]}, id="list-text"),
+    pytest.param({"text": "a", "k": "many"}, id="str-k"),
+    pytest.param({"text": "a", "k": 2.5}, id="float-k"),
+    pytest.param({"text": "a", "max_words": "x"}, id="str-max_words"),
+    pytest.param({"text": "a", "model": 3}, id="int-model"),
+    pytest.param({"text": "a", "k": 0}, id="k-0"),
+    pytest.param({"text": "a", "k": 11}, id="k-11"),
+    pytest.param({"text": "a", "k": -1}, id="k-negative"),
+    pytest.param({"text": "a", "max_words": 9}, id="max_words-9"),
+    pytest.param({"text": "a", "max_words": -1}, id="max_words-negative"),
+    pytest.param({"text": "a", "temperature": 0.7}, id="extra-field"),
+])
+async def test_invalid_bodies_are_422(client, payload):
+    check_error(await client.post("/v1/complete", json=payload), 422)
+
+
+@pytest.mark.parametrize("content", [b'{"text": "abc"', b"not json", b"", b"[1, 2]", b'"just a string"'])
+async def test_malformed_json_is_422(client, content):
+    r = await client.post("/v1/complete", content=content, headers={"content-type": "application/json"})
+    check_error(r, 422)
+
+
+async def test_text_over_the_limit_is_413(client):
+    check_error(await client.post("/v1/complete", json={"text": "a" * 4001}), 413)
+    r = await client.post("/v1/complete", json={"text": LONG_TEXT})  # exactly at the limit
+    assert len(LONG_TEXT) == 4000
+    assert r.status_code == 200, r.text
+
+
+async def test_text_limit_follows_settings(start_app, make_settings):
+    async with start_app(make_settings(max_text_chars=12)) as c:
+        body = check_error(await c.post("/v1/complete", json={"text": "I think the m"}), 413)
+        assert "12" in body["detail"]
+        assert (await c.post("/v1/complete", json={"text": "I think the "})).status_code == 200
+
+
+async def test_unknown_model_is_404(client):
+    body = check_error(await client.post("/v1/complete", json={"text": "a", "model": "transformer"}), 404)
+    assert "transformer" in body["detail"]
+
+
+async def test_model_not_configured_is_404(start_app, make_settings):
+    async with start_app(make_settings(lstm_path=None)) as c:
+        body = check_error(await c.post("/v1/complete", json={"text": "I think ", "model": "lstm"}), 404)
+        assert "lstm" in body["detail"]
+        assert (await c.post("/v1/complete", json={"text": "I think ", "model": "gru"})).status_code == 200
+        models = (await c.get("/v1/models")).json()
+        assert [m["name"] for m in models["models"]] == ["gru"]
+
+
+async def test_not_ready_while_loading_then_ready(start_app, make_settings):
+    """Readiness during startup: 503 + Retry-After until every model is loaded, then 200."""
+    gate = threading.Event()
+
+    def slow_loader(path, name):
+        assert gate.wait(60), "test never released the loader"
+        return load_artifact(path, name)
+
+    try:
+        async with start_app(make_settings(), slow_loader, ready=False) as c:
+            assert (await c.get("/healthz")).status_code == 200  # alive while loading
+            r = await c.get("/readyz")
+            assert r.status_code == 503
+            assert r.headers["retry-after"] == "1"
+            assert r.json()["status"] == "loading"
+            r = await c.post("/v1/complete", json={"text": "I think the "})
+            body = check_error(r, 503)
+            assert int(r.headers["retry-after"]) >= 1
+            assert "loading" in body["detail"]
+            # validation and routing still answer while loading
+            check_error(await c.post("/v1/complete", json={"text": "a", "k": 0}), 422)
+            check_error(await c.post("/v1/complete", json={"text": "a", "model": "nope"}), 404)
+            assert (await c.get("/v1/models")).status_code == 200
+            assert (await c.get("/metrics")).status_code == 200
+            assert (await c.get("/v1/stats")).status_code == 200
+
+            gate.set()
+            await c.wait_ready()
+            assert (await c.get("/healthz")).status_code == 200
+            ready = (await c.get("/readyz")).json()
+            assert ready == {"status": "ready", "models": ["gru", "lstm"]}
+            r = await c.post("/v1/complete", json={"text": "I think the "})
+            assert r.status_code == 200, r.text
+    finally:
+        gate.set()
+
+
+async def test_load_failure_reported_by_readyz(start_app, make_settings, tmp_path):
+    missing = tmp_path / "missing.pt"
+    async with start_app(make_settings(lstm_path=missing), ready=False) as c:
+        for _ in range(1000):
+            r = await c.get("/readyz")
+            if r.json()["status"] != "loading":
+                break
+            await asyncio.sleep(0.02)
+        assert r.status_code == 503
+        assert r.json()["status"].startswith("failed")
+        assert "missing.pt" in r.json()["status"]
+        assert (await c.get("/healthz")).status_code == 200
+        check_error(await c.post("/v1/complete", json={"text": "I think "}), 503)
+
+
+async def test_loader_exception_reported_by_readyz(start_app, make_settings):
+    def broken(path, name):
+        raise RuntimeError("disk on fire")
+
+    async with start_app(make_settings(), broken, ready=False) as c:
+        for _ in range(500):
+            r = await c.get("/readyz")
+            if r.json()["status"] != "loading":
+                break
+            await asyncio.sleep(0.01)
+        assert r.status_code == 503
+        assert r.json()["status"] == "failed: disk on fire"
+
+
+async def test_draining_after_shutdown(start_app):
+    async with start_app() as c:
+        await c.shutdown()
+        r = await c.get("/readyz")
+        assert r.status_code == 503 and r.json()["status"] == "draining"
+        assert (await c.get("/healthz")).status_code == 200
+        check_error(await c.post("/v1/complete", json={"text": "I think "}), 503)
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("", id="empty"),
+    pytest.param(" ", id="one-space"),
+    pytest.param("      ", id="only-spaces"),
+    pytest.param("\n\t \r\n", id="only-whitespace"),
+    pytest.param("😀🎉👍", id="emoji"),
+    pytest.param("I think the movie was 😀 gr", id="emoji-then-fragment"),
+    pytest.param("café crème brûlée ", id="accents"),
+    pytest.param("日本語のテキスト", id="cjk"),
+    pytest.param("Привет как де", id="cyrillic"),
+    pytest.param("\x00\x01\x02\x07\x1b[31m", id="control-chars"),
+    pytest.param("I think\x00 the\x0b mo", id="embedded-nul"),
+    pytest.param("I think the movie <br /> was ", id="html-br"),
+    pytest.param("!!!???...,,,;;;", id="only-punctuation"),
+    pytest.param("(((", id="open-parens"),
+    pytest.param("'", id="apostrophe"),
+    pytest.param("don'", id="apostrophe-fragment"),
+    pytest.param("\u200b\u200d\ufeff", id="zero-width"),
+    pytest.param("\ud7ff\ue000\U0010fffd", id="odd-codepoints"),
+    pytest.param(LONG_TEXT, id="4000-chars"),
+    pytest.param("x" * 4000, id="4000-char-word"),
+    pytest.param("a " * 2000, id="4000-chars-of-one-letter-words"),
+])
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+async def test_weird_input_never_500(client, text, model):
+    r = await client.post("/v1/complete", json={"text": text, "model": model, "k": 5, "max_words": 3})
+    assert r.status_code == 200, (r.status_code, r.text)
+    check_answer(r.json(), k=5)
+
+
+# --------------------------------------------------------------------------- GET /v1/models
+
+
+async def test_models_lists_both_with_cards(client, gru_lm, lstm_lm):
+    r = await client.get("/v1/models")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["default"] == "gru"
+    assert [m["name"] for m in body["models"]] == ["gru", "lstm"]
+    for m, lm in zip(body["models"], (gru_lm, lstm_lm), strict=True):
+        card = m["card"]
+        assert isinstance(card["parameters"], int) and card["parameters"] > 0
+        assert card["vocab_size"] == lm.tokenizer.vocab_size
+        assert re.fullmatch(r"[0-9a-f]{64}", card["checksum"])
+        assert card["checksum"] == lm.card["checksum"]
+        assert card["config"]["cell"] == m["name"]
+
+
+# --------------------------------------------------------------------------- health
+
+
+async def test_healthz_always_200(client):
+    r = await client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+async def test_readyz_when_ready(client):
+    r = await client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ready", "models": ["gru", "lstm"]}
+
+
+# --------------------------------------------------------------------------- observability
+
+
+async def test_metrics_after_requests(start_app):
+    async with start_app() as client:
+        await _check_metrics_after_requests(client)
+
+
+async def _check_metrics_after_requests(client) -> None:
+    for model in ("gru", "lstm"):
+        r = await client.post("/v1/complete", json={"text": "I think the ", "model": model})
+        assert r.status_code == 200
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    for name in ("nextword_request_seconds", "nextword_queue_seconds", "nextword_compute_seconds",
+                 "nextword_step_seconds", "nextword_batch_requests", "nextword_batch_rows", "nextword_step_tokens",
+                 "nextword_queue_depth", "nextword_in_flight", "nextword_requests_total",
+                 "nextword_prefix_cache_bytes"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text, name
+    for backend in ("gru", "lstm"):
+        assert f'nextword_requests_total{{backend="{backend}",status="ok"}} 1.0' in text
+        assert f'nextword_request_seconds_count{{backend="{backend}"}} 1.0' in text
+        assert f'nextword_in_flight{{backend="{backend}"}} 0.0' in text
+        assert f'nextword_queue_depth{{backend="{backend}"}} 0.0' in text
+    metric_lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert all(ln.startswith("nextword_") for ln in metric_lines), "only this app's registry is exported"
+
+
+async def test_stats_reports_both_backends(start_app):
+    async with start_app() as client:
+        await _check_stats(client)
+
+
+async def _check_stats(client) -> None:
+    for model, n in (("gru", 3), ("lstm", 2)):
+        for i in range(n):
+            r = await client.post("/v1/complete", json={"text": f"I think the movie was {'g' * i}", "model": model})
+            assert r.status_code == 200
+    r = await client.get("/v1/stats")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["window_seconds"] == 60.0
+    assert set(body["backends"]) == {"gru", "lstm"}
+    for model, n in (("gru", 3), ("lstm", 2)):
+        s = body["backends"][model]
+        assert s["count"] == n
+        assert 0 < s["p50_ms"] <= s["p99_ms"]
+        for key in ("p90_ms", "queue_depth", "in_flight", "max_batch_seen", "cache_hits", "cache_misses",
+                    "cache_entries"):
+            assert key in s
+        assert s["in_flight"] == 0 and s["queue_depth"] == 0
+
+
+async def test_stats_empty_before_any_request(start_app):
+    async with start_app() as client:
+        s = (await client.get("/v1/stats")).json()["backends"]["gru"]
+        assert s["count"] == 0 and s["p50_ms"] is None and s["p99_ms"] is None
+
+
+# --------------------------------------------------------------------------- docs and demo page
+
+
+async def test_docs_and_openapi(client):
+    r = await client.get("/docs")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    spec = (await client.get("/openapi.json")).json()
+    assert "/v1/complete" in spec["paths"]
+    assert "/v1/models" in spec["paths"]
+    responses = spec["paths"]["/v1/complete"]["post"]["responses"]
+    assert {"200", "404", "413", "422", "503", "504"} <= set(responses)
+
+
+async def test_demo_page_is_served(client):
+    r = await client.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert "<html" in r.text.lower()
+    assert 'id="editor"' in r.text
+    assert "/v1/complete" in r.text
+
+
+def test_answer_checks_catch_malformed_answers():
+    """The check helper itself: a malformed answer is caught (guards against vacuous tests)."""
+    good = {"model": "gru", "fragment": "mo", "suggestions": [{"word": "movie", "prob": 0.5}],
+            "completion": None, "timing_ms": {"queue": 0.1, "compute": 1.0, "total": 1.1}, "cache_hit": False}
+    check_answer(good, k=1)
+    for bad in (
+        {**good, "suggestions": [{"word": "film", "prob": 0.5}]},
+        {**good, "suggestions": [{"word": "movie", "prob": 0.2}, {"word": "mood", "prob": 0.3}]},
+        {**good, "suggestions": [{"word": "movie", "prob": 1.5}]},
+        {**good, "suggestions": [{"word": "movie", "prob": 0.0}]},
+        {**good, "extra": 1},
+    ):
+        with pytest.raises(AssertionError):
+            check_answer(bad)

@@ -1,0 +1,312 @@
+"""The step-batching engine: batching and the prefix cache change no answer; admission control,
+deadlines and cancellation behave; the engine answers exactly what the offline driver answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import pytest
+
+from app.engine import EngineConfig, EngineStopped, InferenceEngine, Overloaded
+from app.main import engine_config
+from app.metrics import Metrics
+from model.batching import drive
+from model.suggest import DecodeOptions, SuggestResult, suggest
+
+LOG_TOL = 1e-5
+OPENERS = ["I think", "Honestly", "In my opinion", "My friends said", "I really felt"]
+NOUNS = ["movie", "film", "story", "acting", "plot", "ending", "soundtrack", "screenplay"]
+LONG_TEXT = ("I think the movie was great. Honestly the plot was predictable. " * 60)[:3500]
+
+
+def close_log(p: float, q: float) -> bool:
+    return abs(math.log(p) - math.log(q)) < LOG_TOL
+
+
+def assert_same_answer(a: dict, b: dict, what: str = "") -> None:
+    """Two /v1/complete bodies agree: same fragment and words, probabilities equal in log space."""
+    assert a["fragment"] == b["fragment"], what
+    wa = [s["word"] for s in a["suggestions"]]
+    wb = [s["word"] for s in b["suggestions"]]
+    assert wa == wb, (what, wa, wb)
+    for sa, sb in zip(a["suggestions"], b["suggestions"], strict=True):
+        assert close_log(sa["prob"], sb["prob"]), (what, sa, sb)
+    ca, cb = a["completion"], b["completion"]
+    assert (ca is None) == (cb is None), (what, ca, cb)
+    if ca is not None:
+        assert ca["text"] == cb["text"], (what, ca, cb)
+        assert close_log(ca["confidence"], cb["confidence"]), (what, ca, cb)
+
+
+def assert_same_result(a: SuggestResult, b: SuggestResult, what: str = "") -> None:
+    assert a.fragment == b.fragment, what
+    assert [w for w, _ in a.suggestions] == [w for w, _ in b.suggestions], (what, a.suggestions, b.suggestions)
+    for (_, pa), (_, pb) in zip(a.suggestions, b.suggestions, strict=True):
+        assert close_log(pa, pb), (what, pa, pb)
+    assert (a.completion is None) == (b.completion is None), (what, a.completion, b.completion)
+    if a.completion is not None and b.completion is not None:
+        assert a.completion[0] == b.completion[0], (what, a.completion, b.completion)
+        assert close_log(a.completion[1], b.completion[1]), (what, a.completion, b.completion)
+
+
+def varied_requests(n: int = 32) -> list[dict[str, Any]]:
+    """``n`` different requests: empty fragments, partial words, long and short contexts, phrases."""
+    out = []
+    for i in range(n):
+        opener, noun = OPENERS[i % len(OPENERS)], NOUNS[i % len(NOUNS)]
+        text = f"{opener} the {noun} was "
+        if i % 4 == 1:
+            text += "gr"[: 1 + i % 2]
+        elif i % 4 == 2:
+            text = f"The {noun} was good. " * (1 + i % 5) + opener[: 2 + i % 3]
+        elif i % 4 == 3:
+            text = f"{opener} the {noun[:3]}"
+        out.append({"text": text, "k": 1 + i % 10, "max_words": (i // 2) % 4})
+    assert len({r["text"] for r in out}) == n
+    return out
+
+
+async def post_all(client, bodies: list[dict[str, Any]]) -> list[dict]:
+    responses = await asyncio.wait_for(
+        asyncio.gather(*(client.post("/v1/complete", json=b) for b in bodies)), timeout=120
+    )
+    for r in responses:
+        assert r.status_code == 200, r.text
+    return [r.json() for r in responses]
+
+
+async def wait_until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+# --------------------------------------------------------------------------- batching
+
+
+async def test_batching_forms_batches_and_changes_no_answer(start_app, make_settings):
+    requests = [{**r, "model": model} for model in ("gru", "lstm") for r in varied_requests(32)]
+
+    # Batched: everything concurrently; a few ms of batching window so batches surely form.
+    async with start_app(make_settings(max_wait_ms=20, cache_bytes=0)) as c:
+        batched = await post_all(c, requests)
+        for model in ("gru", "lstm"):
+            engine = c.engine(model)
+            assert 1 < engine.max_batch_seen <= c.state.settings.max_batch, engine.max_batch_seen
+            assert engine.in_flight == 0
+        stats = (await c.get("/v1/stats")).json()["backends"]
+        assert stats["gru"]["max_batch_seen"] > 1 and stats["lstm"]["max_batch_seen"] > 1
+        assert stats["gru"]["count"] == 32 and stats["lstm"]["count"] == 32
+
+    # Unbatched: one request at a time, each alone.
+    async with start_app(make_settings(batching=False, cache_bytes=0)) as c:
+        alone = []
+        for body in requests:
+            alone.extend(await post_all(c, [body]))
+        assert c.engine("gru").max_batch_seen == 1 and c.engine("lstm").max_batch_seen == 1
+
+    for body, a, b in zip(requests, batched, alone, strict=True):
+        assert a["model"] == b["model"] == body["model"]
+        assert len(a["suggestions"]) <= body["k"]
+        assert_same_answer(a, b, what=repr(body))
+    assert any(a["completion"] is not None for a in batched)  # phrase searches were batched too
+
+
+async def test_unbatched_engine_still_serves_concurrent_requests(start_app, make_settings):
+    async with start_app(make_settings(batching=False)) as c:
+        answers = await post_all(c, varied_requests(12))
+        assert len(answers) == 12
+        assert c.engine("gru").max_batch_seen == 1
+
+
+# --------------------------------------------------------------------------- prefix cache
+
+
+def typing_sequence(sentence: str) -> list[str]:
+    return [sentence[: i + 1] for i in range(len(sentence))]
+
+
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+async def test_prefix_cache_changes_no_answer(start_app, make_settings, model):
+    """Typing char by char: cache on == cache off, and the cached app actually hits."""
+    texts = typing_sequence("I think the movie was great ") + typing_sequence("I think the film was bad. Hon")
+    bodies = [{"text": t, "model": model, "k": 5, "max_words": 2} for t in texts]
+
+    async def run(settings) -> tuple[list[dict], dict]:
+        async with start_app(settings) as c:
+            answers = []
+            for body in bodies:  # one keystroke after the other, like a typist
+                answers.extend(await post_all(c, [body]))
+            stats = (await c.get("/v1/stats")).json()["backends"][model]
+            return answers, stats
+
+    uncached, stats_off = await run(make_settings(cache_bytes=0))
+    cached, stats_on = await run(make_settings())
+
+    for body, a, b in zip(bodies, cached, uncached, strict=True):
+        assert_same_answer(a, b, what=repr(body["text"]))
+    assert stats_off["cache_hits"] == 0 and stats_off["cache_entries"] == 0
+    assert not any(b["cache_hit"] for b in uncached)
+    assert stats_on["cache_hits"] > len(bodies) // 2, stats_on
+    assert stats_on["cache_entries"] > 0
+    assert sum(a["cache_hit"] for a in cached) == stats_on["cache_hits"]
+    # A keystroke inside a word reuses the context's state: no model work for the context.
+    assert cached[texts.index("I think the mo")]["cache_hit"]
+
+
+# --------------------------------------------------------------------------- admission control
+
+
+async def test_overload_rejects_fast_and_recovers(start_app, make_settings):
+    # queue_limit=2 and a long batching window: the first two requests hold the queue while
+    # the window is open, so the rest must be turned away at once.
+    settings = make_settings(queue_limit=2, max_wait_ms=300, deadline_ms=30_000)
+    body = {"text": LONG_TEXT, "max_words": 8}
+    async with start_app(settings) as c:
+
+        async def timed_post() -> tuple[Any, float]:
+            t0 = time.perf_counter()
+            r = await c.post("/v1/complete", json=body)
+            return r, time.perf_counter() - t0
+
+        results = await asyncio.wait_for(asyncio.gather(*(timed_post() for _ in range(40))), timeout=120)
+        statuses = [r.status_code for r, _ in results]
+        assert set(statuses) <= {200, 503}, statuses
+        rejected = [(r, dt) for r, dt in results if r.status_code == 503]
+        assert rejected, "queue_limit=2 with 40 concurrent requests must reject some"
+        assert statuses.count(200) >= 1
+        for r, dt in rejected:
+            assert int(r.headers["retry-after"]) >= 1
+            assert "overloaded" in r.json()["detail"]
+            assert dt < min(2.0, settings.deadline_ms / 1000 / 10), f"a 503 took {dt:.3f} s"
+        # Recovery: nothing left admitted, and the next request is served.
+        await wait_until(lambda: c.engine().in_flight == 0)
+        r = await c.post("/v1/complete", json={"text": "I think the "})
+        assert r.status_code == 200, r.text
+        text = (await c.get("/metrics")).text
+        assert 'nextword_requests_total{backend="gru",status="ok"}' in text
+
+
+@pytest.mark.parametrize("overrides", [
+    pytest.param({"max_wait_ms": 20}, id="expires-in-queue"),
+    pytest.param({"batching": False, "prefill_chunk": 4}, id="expires-while-computing"),
+])
+async def test_deadline_gives_504(start_app, make_settings, overrides):
+    async with start_app(make_settings(deadline_ms=1, **overrides)) as c:
+        t0 = time.perf_counter()
+        r = await c.post("/v1/complete", json={"text": LONG_TEXT, "max_words": 8})
+        assert r.status_code == 504, r.text
+        assert r.headers["content-type"].startswith("application/json")
+        assert "deadline" in r.json()["detail"]
+        assert time.perf_counter() - t0 < 5
+        await wait_until(lambda: c.engine().in_flight == 0)
+        text = (await c.get("/metrics")).text
+        assert 'nextword_requests_total{backend="gru",status="DeadlineExceeded"} 1.0' in text
+
+
+# --------------------------------------------------------------------------- engine directly
+
+
+def make_engine(lm, **config: Any) -> tuple[InferenceEngine, Metrics]:
+    metrics = Metrics()
+    engine = InferenceEngine(lm, EngineConfig(**config), metrics.for_backend(lm.name, 60))
+    engine.start()
+    return engine, metrics
+
+
+def outcome_count(metrics: Metrics, backend: str, status: str) -> float:
+    value = metrics.registry.get_sample_value("nextword_requests_total", {"backend": backend, "status": status})
+    return value or 0.0
+
+
+async def test_cancelled_request_in_queue_is_dropped(gru_lm):
+    engine, metrics = make_engine(gru_lm, max_wait_ms=300, cache_bytes=0)
+    try:
+        task = asyncio.create_task(engine.complete(LONG_TEXT, 3, 8))
+        await wait_until(lambda: engine.in_flight == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wait_until(lambda: engine.in_flight == 0)
+        assert engine.iterations == 0, "the cancelled request must never reach the model"
+        assert outcome_count(metrics, "gru", "EngineStopped") == 1
+        assert outcome_count(metrics, "gru", "ok") == 0
+        # The engine is fine afterwards.
+        answer = await asyncio.wait_for(engine.complete("I think the ", 3), timeout=30)
+        assert answer.result.suggestions
+    finally:
+        engine.stop()
+
+
+async def test_cancelled_request_mid_computation_is_dropped(gru_lm):
+    # One token per prefill call: the long text needs well over a thousand model calls.
+    engine, metrics = make_engine(gru_lm, batching=False, cache_bytes=0,
+                                  decode=DecodeOptions(prefill_chunk=1))
+    needed = len(gru_lm.tokenizer.encode(LONG_TEXT))
+    assert needed > 1000
+    try:
+        task = asyncio.create_task(engine.complete(LONG_TEXT, 3, 8))
+        await wait_until(lambda: engine.iterations >= 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wait_until(lambda: engine.in_flight == 0)
+        done_at = engine.iterations
+        await asyncio.sleep(0.05)
+        assert engine.iterations == done_at, "no more model calls after the request was dropped"
+        assert done_at < needed, "the request was dropped, not run to completion"
+        assert outcome_count(metrics, "gru", "EngineStopped") == 1
+        assert outcome_count(metrics, "gru", "ok") == 0
+    finally:
+        engine.stop()
+
+
+async def test_engine_rejects_over_queue_limit_and_after_stop(gru_lm):
+    engine, _ = make_engine(gru_lm, queue_limit=1, max_wait_ms=200)
+    try:
+        first = engine.submit("I think the ", 3)
+        with pytest.raises(Overloaded) as exc:
+            engine.submit("I think the ", 3)
+        assert exc.value.retry_after >= 1
+        answer = await asyncio.wait_for(first.future, timeout=30)
+        assert answer.result.suggestions
+        await wait_until(lambda: engine.in_flight == 0)
+        again = engine.submit("Honestly the ", 3)  # the slot is free again once the first finished
+        assert (await asyncio.wait_for(again.future, timeout=30)).result.suggestions
+    finally:
+        engine.stop()
+    assert not engine.running
+    with pytest.raises(EngineStopped):
+        engine.submit("I think the ", 3)
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 20], ids=["no-cache", "cache"])
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+async def test_engine_answer_equals_offline_drive(gru_lm, lstm_lm, make_settings, model, cache_bytes):
+    """The engine answers exactly what the offline driver answers for the same request."""
+    lm = {"gru": gru_lm, "lstm": lstm_lm}[model]
+    options = engine_config(make_settings()).decode
+    config = EngineConfig(cache_bytes=cache_bytes, decode=options)
+    engine = InferenceEngine(lm, config)
+    engine.start()
+    try:
+        for body in varied_requests(16):
+            text, k, max_words = body["text"], body["k"], body["max_words"]
+            online = (await asyncio.wait_for(engine.complete(text, k, max_words), timeout=30)).result
+            [offline] = drive(lm.module, [suggest(lm, text, k, max_words, None, options)])
+            assert_same_result(online, offline, what=repr(body))
+        # Concurrent submissions, merged into shared model calls, agree with offline too.
+        bodies = varied_requests(16)
+        online_all = await asyncio.wait_for(
+            asyncio.gather(*(engine.complete(b["text"], b["k"], b["max_words"]) for b in bodies)), timeout=60
+        )
+        for b, answer in zip(bodies, online_all, strict=True):
+            [offline] = drive(lm.module, [suggest(lm, b["text"], b["k"], b["max_words"], None, options)])
+            assert_same_result(answer.result, offline, what=repr(b))
+    finally:
+        engine.stop()

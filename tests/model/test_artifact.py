@@ -1,0 +1,93 @@
+"""The exported artifact carries its tokenizer and card, and refuses to load when tampered."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import sentencepiece as spm
+import torch
+
+from model.artifact import ArtifactError, load_artifact, write_artifact
+from model.network import ModelConfig, RNNLanguageModel
+
+
+def test_card_describes_the_model(gru_lm, tiny_models: dict[str, Path]) -> None:
+    card = gru_lm.card
+    assert card["config"]["cell"] == "gru"
+    assert card["vocab_size"] == gru_lm.tokenizer.vocab_size
+    assert card["parameters"] == sum(p.numel() for p in gru_lm.module.parameters())
+    assert card["training"]["tokens_seen"] > 0 and card["training"]["wall_seconds"] > 0
+    assert card["data"]["train"]["docs"] > 0
+    assert len(card["checksum"]) == 64
+    assert tiny_models["gru"].stat().st_size < 20_000_000
+
+
+def test_tokenizer_round_trips_through_the_file(gru_lm, tiny_models: dict[str, Path]) -> None:
+    data_dir = tiny_models["gru"].parent / "data"
+    original = spm.SentencePieceProcessor(model_file=str(data_dir / "tokenizer.model"))
+    for text in ["I think the movie was wonderful.", "Ünïcödé – emoji 🎬 and digits 2024", "MiXeD CaSe"]:
+        ids = gru_lm.tokenizer.encode(text)
+        assert ids == original.encode(text)
+        assert gru_lm.tokenizer.decode(ids) == text  # byte fallback: nothing is lost
+        assert 0 not in ids  # never <unk>
+
+
+def test_tokenizer_keeps_case_and_splits_digits(tmp_path: Path) -> None:
+    sp = spm.SentencePieceProcessor(model_proto=_tiny_tokenizer(tmp_path))
+    pieces = sp.encode("The film of 2024", out_type=str)
+    assert pieces[-4:] == ["2", "0", "2", "4"]
+    assert sp.decode(sp.encode("The FILM")) == "The FILM"
+
+
+def test_same_interface_for_both_backends(gru_lm, lstm_lm) -> None:
+    for lm in (gru_lm, lstm_lm):
+        state = lm.module.init_state(2)
+        logp, new_state = lm.module.step(torch.tensor([3, 4]), state)
+        assert logp.shape == (2, lm.tokenizer.vocab_size) and new_state.shape == state.shape
+        logp2, _ = lm.module.prefill(torch.tensor([[3, 4], [5, 0]]), torch.tensor([2, 1]), state)
+        assert logp2.shape == logp.shape
+    assert lstm_lm.zero_state.size(2) == 2 * gru_lm.zero_state.size(2)  # h and c packed
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    sp_bytes = _tiny_tokenizer(tmp_path)
+    vocab = spm.SentencePieceProcessor(model_proto=sp_bytes).get_piece_size()
+    config = ModelConfig(cell="gru", vocab_size=vocab, emb_dim=8, hidden_dim=8)
+    path = tmp_path / "m.pt"
+    write_artifact(RNNLanguageModel(config), config, sp_bytes, path)
+    load_artifact(path)  # fine
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("card.json"):
+                card = json.loads(data)
+                card["checksum"] = "0" * 64
+                data = json.dumps(card).encode()
+            dst.writestr(item, data)
+    with pytest.raises(ArtifactError, match="checksum"):
+        load_artifact(bad)
+
+
+def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no such"):
+        load_artifact(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ArtifactError, match="not a TorchScript"):
+        load_artifact(junk)
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(plain))
+    with pytest.raises(ArtifactError, match="missing"):
+        load_artifact(plain)
+
+
+def _tiny_tokenizer(tmp_path: Path) -> bytes:
+    from training.corpus import train_tokenizer
+
+    docs = ["the movie was good in 2024", "The film was bad in 1999", "a great story of 1920"] * 50
+    train_tokenizer(docs, 300, tmp_path / "sp.model")
+    return (tmp_path / "sp.model").read_bytes()

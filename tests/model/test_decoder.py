@@ -1,0 +1,152 @@
+"""The next-word decoder: exact word scores, fragment constraints, phrase completion."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.batching import drive
+from model.decoder import complete_phrase, next_words
+from model.suggest import suggest
+from model.tokenizer import PieceTokenizer
+from model.text import WORD_RE
+
+
+class BigramModule:
+    """A stand-in network whose next-piece distribution depends on the last piece only."""
+
+    def __init__(self, vocab: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.table = torch.log_softmax(torch.randn(vocab, vocab, generator=g) * 3, dim=-1)
+
+    def step(self, tokens: torch.Tensor, state: torch.Tensor):
+        return self.table[tokens], tokens.view(-1, 1, 1).float()
+
+    def prefill(self, tokens: torch.Tensor, lengths: torch.Tensor, state: torch.Tensor):
+        last = tokens[torch.arange(tokens.size(0)), lengths - 1]
+        return self.step(last, state)
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory: pytest.TempPathFactory) -> PieceTokenizer:
+    from training.corpus import train_tokenizer
+
+    path = tmp_path_factory.mktemp("sp") / "sp.model"
+    docs = ["the movie was great", "the moment was magic", "a most moving film", "more movies", "mo"] * 40
+    train_tokenizer(docs, 290, path)
+    return PieceTokenizer(path.read_bytes())
+
+
+def brute_force_word_logp(tok: PieceTokenizer, module: BigramModule, start: int, word: str) -> float:
+    """log P(word) summed over every segmentation of " word" into pieces, times P(boundary)."""
+    target = " " + word
+    total = -math.inf
+
+    def walk(prev: int, pos: int, score: float, first: bool) -> None:
+        nonlocal total
+        if pos == len(target):
+            end = float(torch.logsumexp(module.table[prev][tok.boundary], 0))
+            total = float(torch.logaddexp(torch.tensor(total), torch.tensor(score + end)))
+            return
+        for i, surface in enumerate(tok.surfaces):
+            allowed = tok.word_start[i] if first else tok.continuation[i]
+            if surface and allowed and target.startswith(surface, pos):
+                walk(i, pos + len(surface), score + float(module.table[prev][i]), False)
+
+    walk(start, 0, 0.0, True)
+    return total
+
+
+def run(gen):
+    result = None
+    try:
+        call = next(gen)
+        while True:
+            logp, state = MODULE.step(torch.tensor([t[0] for t in call.tokens]), call.state)
+            call = gen.send((logp, state))
+    except StopIteration as stop:
+        result = stop.value
+    return result
+
+
+MODULE: BigramModule
+
+
+@pytest.mark.parametrize("fragment", ["", "mo", "m", "movi"])
+def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragment: str) -> None:
+    global MODULE
+    MODULE = BigramModule(tok.vocab_size)
+    start = tok.eos_id
+    logp, state = MODULE.step(torch.tensor([start]), torch.zeros(1, 1, 1))
+    found = run(next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12))
+    assert found, "exhaustive search finds words"
+    for word, score in found:
+        assert word.startswith(fragment) and WORD_RE.fullmatch(word)
+        assert score == pytest.approx(brute_force_word_logp(tok, MODULE, start, word), abs=1e-4)
+    scores = [s for _, s in found]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_fragment_suggestions_all_start_with_fragment(gru_lm) -> None:
+    for text in ["I think the mo", "Honestly the f", "My friends said the movie was b", "I really felt the s"]:
+        result = drive(gru_lm.module, [suggest(gru_lm, text, k=5)])[0]
+        assert result.fragment == text.split()[-1]
+        assert result.suggestions, text
+        assert all(w.startswith(result.fragment) for w, _ in result.suggestions)
+
+
+def test_single_piece_and_multi_piece_words_are_found(gru_lm) -> None:
+    from tests.conftest import ADJECTIVES, NOUNS
+
+    vocab = ADJECTIVES + NOUNS
+    pieces = {w: len(gru_lm.tokenizer.encode(" " + w)) for w in vocab}
+    multi = max(vocab, key=lambda w: pieces[w])
+    assert pieces[multi] > 2
+    single = [w for w in ["the", "was", *vocab] if len(gru_lm.tokenizer.encode(" " + w)) == 1]
+    assert single, "the tiny tokenizer keeps some words whole"
+    for word, context in ((single[0], "I think the movie "), (multi, "I think the movie was ")):
+        text = context + word[: max(1, len(word) - 2)]
+        words = [w for w, _ in drive(gru_lm.module, [suggest(gru_lm, text, k=10)])[0].suggestions]
+        assert word in words, (text, words)
+
+
+def test_word_must_follow_a_space_unless_attached(gru_lm) -> None:
+    spaced = drive(gru_lm.module, [suggest(gru_lm, "I think the ", k=5)])[0]
+    assert spaced.suggestions
+    attached = drive(gru_lm.module, [suggest(gru_lm, "I think (", k=5)])[0]
+    assert attached.fragment == "" and all(WORD_RE.fullmatch(w) for w, _ in attached.suggestions)
+
+
+def test_phrase_completion_stops_at_punctuation_or_word_budget(gru_lm) -> None:
+    for max_words in (1, 2, 5):
+        result = drive(gru_lm.module, [suggest(gru_lm, "I think the movie was ", 3, max_words)])[0]
+        assert result.completion is not None
+        text, confidence = result.completion
+        assert 0 < confidence <= 1
+        n_words = len(WORD_RE.findall(text))
+        assert 1 <= n_words <= max_words
+        if n_words < max_words:
+            assert text.rstrip()[-1] in ".!?" or text.endswith(text.rstrip()), text
+
+
+def test_phrase_completion_continues_the_typed_fragment(gru_lm) -> None:
+    result = drive(gru_lm.module, [suggest(gru_lm, "I think the mo", 3, 3)])[0]
+    assert result.completion is not None
+    full = "mo" + result.completion[0]
+    assert WORD_RE.match(full).group(0) in {w for w, _ in result.suggestions} | {WORD_RE.match(full).group(0)}
+    assert not result.completion[0].startswith(" ")  # the fragment's word continues first
+
+
+def test_phrase_search_returns_none_without_finished_hypotheses(tok: PieceTokenizer) -> None:
+    global MODULE
+    MODULE = BigramModule(tok.vocab_size)
+    logp, state = MODULE.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    out = run(complete_phrase(tok, logp, state, "zzzq", True, 2, 2))
+    assert out is None  # no piece can spell the fragment: nothing to propose
+
+
+def test_artifact_size_limit_is_checked_elsewhere(tiny_models: dict[str, Path]) -> None:
+    assert all(p.exists() for p in tiny_models.values())
