@@ -11,8 +11,8 @@ import torch
 from model.batching import drive
 from model.decoder import complete_phrase, next_words
 from model.suggest import suggest
-from model.tokenizer import PieceTokenizer
 from model.text import WORD_RE
+from model.tokenizer import PieceTokenizer
 
 
 class BigramModule:
