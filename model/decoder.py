@@ -93,25 +93,24 @@ def next_words(
     """
     finals: dict[str, float] = {}
     hyps = [_Hyp("", 0.0)]
-    boundary = tok.boundary
+    not_boundary = ~tok.boundary
+    vocab = logp.size(1)
     for _ in range(max_pieces):
-        masks = []
-        for i, hyp in enumerate(hyps):
-            if hyp.word and _is_finished_word(hyp.word, fragment):
-                end = float(torch.logsumexp(logp[i][boundary], dim=0))
-                finals[hyp.word] = _logaddexp(finals.get(hyp.word), hyp.score + end)
-            masks.append(_word_mask(tok, hyp, fragment, require_space))
+        finishing = [i for i, h in enumerate(hyps) if h.word and _is_finished_word(h.word, fragment)]
+        if finishing:
+            # P(word ends here) = P(next piece does not continue it), for all such rows at once.
+            ends = torch.logsumexp(logp[finishing].masked_fill(not_boundary, NEG_INF), dim=1).tolist()
+            for i, end in zip(finishing, ends, strict=True):
+                word = hyps[i].word
+                finals[word] = _logaddexp(finals.get(word), hyps[i].score + end)
+        masks = torch.stack([_word_mask(tok, h, fragment, require_space) for h in hyps])
         scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp
-        scores = scores.masked_fill(~torch.stack(masks), NEG_INF).flatten()
-        top = torch.topk(scores, min(beam, scores.numel()))
-        keep = [(float(s), int(j)) for s, j in zip(top.values, top.indices, strict=True) if s > NEG_INF]
+        top = torch.topk(scores.masked_fill(~masks, NEG_INF).flatten(), min(beam, masks.numel()))
+        keep = [(s, j) for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True) if s > NEG_INF]
         if not keep:
             break
-        if len(finals) >= k:
-            kth = sorted(finals.values(), reverse=True)[k - 1]
-            if keep[0][0] <= kth:
-                break
-        vocab = logp.size(1)
+        if len(finals) >= k and keep[0][0] <= sorted(finals.values(), reverse=True)[k - 1]:
+            break  # nothing still open can beat the k-th finished word
         rows = [j // vocab for _, j in keep]
         pieces = [j % vocab for _, j in keep]
         hyps = [

@@ -56,7 +56,11 @@ class PieceTokenizer:
 
     # ------------------------------------------------------------------ text
     def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text) if text else []
+        return list(self._encode_cached(text)) if text else []
+
+    @lru_cache(maxsize=2048)  # noqa: B019 - while typing, one context is encoded for many keystrokes
+    def _encode_cached(self, text: str) -> tuple[int, ...]:
+        return tuple(self.sp.encode(text))
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode(ids)

@@ -56,15 +56,20 @@ def test_frequent_continuation_ranks_first() -> None:
 
 
 @pytest.mark.parametrize("order", [2, 3, 4])
-@pytest.mark.parametrize("py_rank_max", [64, 2])
-def test_predict_matches_brute_force(order: int, py_rank_max: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("py_rank_max", "cache_rows"), [(64, 2_000_000), (2, 2_000_000), (2, 6)])
+def test_predict_matches_brute_force(
+    order: int, py_rank_max: int, cache_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Exact top-k of the interpolated probability, also through the precomputed lists.
 
     ``py_rank_max=2`` makes every history with more than two rows start numpy-backed and be
-    ranked with numpy, then (after a few uses) become Python lists: both shapes are checked.
+    ranked with numpy, then (after a few uses) become Python tuples: both shapes are
+    checked. A tiny ``cache_rows`` makes the caches shrink all the time.
     """
     monkeypatch.setattr(ngram, "_PY_RANK_MAX", py_rank_max)
+    monkeypatch.setattr(ngram, "_PROMOTE_HITS", 4)
     model = _fit(order, min_count=1, top_cache=3, big_range=2)
+    model.cache_rows = cache_rows
     for context in CONTEXTS:
         probs = model.token_probs(context)
         for fragment in FRAGMENTS:
@@ -79,6 +84,21 @@ def test_predict_matches_brute_force(order: int, py_rank_max: int, monkeypatch: 
                 assert [p for _, p in got] == pytest.approx(want, rel=1e-5)
                 for w, p in got:
                     assert probs[w] == pytest.approx(p, rel=1e-5)
+
+
+def test_cache_shrink_keeps_hot_histories_and_answers() -> None:
+    model = _fit()
+    fresh = _fit()
+    want = {(c, f): fresh.predict(c, f, 3) for c in CONTEXTS for f in FRAGMENTS}
+    for _ in range(40):  # make "I saw the" hot
+        assert model.predict("I saw the", "", 3) == want[("I saw the", "")]
+    model._shrink_caches()
+    assert model._view_cache, "hot views survive a shrink"
+    assert all(v.hits >= ngram._PROMOTE_HITS // 2 for v in model._view_cache.values())
+    model.cache_rows = 8  # now it shrinks all the time
+    for _ in range(3):
+        for (c, f), expected in want.items():
+            assert model.predict(c, f, 3) == expected
 
 
 def test_fragment_restriction_is_case_sensitive() -> None:
