@@ -1,0 +1,91 @@
+"""The evaluator: hand-checked metrics, and train -> export -> load -> evaluate end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from training.evaluate import DocScore, document_queries, evaluate_path, evaluate_predictor, main
+
+
+class ScriptedPredictor:
+    """Always proposes the same words for a word start; "sat" once an "s" is typed."""
+
+    def predict(self, context: str, fragment: str, k: int) -> list[tuple[str, float]]:
+        if fragment == "":
+            return [("the", 0.5), ("cat", 0.3), ("dog", 0.1)][:k]
+        if "sat".startswith(fragment):
+            return [("sat", 0.9)]
+        return []
+
+    def doc_nll(self, doc: str) -> tuple[float, int]:
+        return 6.0, 4
+
+
+def _simulate(doc: str, predictor: ScriptedPredictor) -> tuple[DocScore, list[tuple[str, str]]]:
+    queries = document_queries(doc)
+    asked = []
+    try:
+        query = next(queries)
+        while True:
+            asked.append((query.context, query.fragment))
+            query = queries.send([w for w, _ in predictor.predict(query.context, query.fragment, 3)])
+    except StopIteration as stop:
+        return stop.value, asked
+
+
+def test_keystroke_savings_on_a_hand_checked_document() -> None:
+    doc = "the cat sat."
+    score, asked = _simulate(doc, ScriptedPredictor())
+    # "the": proposed at its start -> 1 keystroke accepts "the " (4 chars).
+    # "cat": second proposal -> 1 keystroke accepts "cat ".
+    # "sat": not proposed; type "s" (1), then accepted (1); "." typed by hand (1).
+    assert asked == [("", ""), ("the ", ""), ("the cat ", ""), ("the cat ", "s")]
+    assert (score.words, score.top1, score.top3) == (3, 1, 2)
+    assert score.keystrokes == 5 and score.chars == 12
+    result = evaluate_predictor("scripted", ScriptedPredictor(), [doc])
+    assert result["top1"] == round(1 / 3, 4) and result["top3"] == round(2 / 3, 4)
+    assert result["ksr"] == round(1 - 5 / 12, 4)
+    # word_ppl = exp(NLL / (whitespace tokens + 1 per document)) = exp(6 / (3 + 1))
+    assert result["word_ppl"] == round(math.exp(6 / 4), 2)
+
+
+def test_words_follow_the_regex_and_punctuation_is_typed() -> None:
+    score, asked = _simulate("Don't stop, 2 cats!", ScriptedPredictor())
+    assert score.words == 4  # Don't, stop, 2, cats
+    assert asked[0] == ("", "")
+    assert ("Don't stop, ", "") in asked
+    assert score.keystrokes == len("Don't stop, 2 cats!")  # nothing proposed right: all typed
+
+
+def test_train_export_load_evaluate_end_to_end(tiny_models: dict[str, Path], tiny_corpus: Path) -> None:
+    docs = tiny_corpus.read_text().splitlines()[:6]
+    for cell, path in tiny_models.items():
+        result = evaluate_path(str(path), docs, batch_docs=4)
+        assert result["docs"] == 6 and result["words"] > 50
+        assert 0.2 < result["top3"] <= 1.0, (cell, result)  # the patterned corpus is learnable
+        assert result["top1"] <= result["top3"]
+        assert 0.0 < result["ksr"] < 1.0
+        assert 1.0 < result["word_ppl"] < 1e5  # finite; the tiny LSTM is barely trained
+
+
+def test_ngram_scored_by_the_same_evaluator(tmp_path: Path, tiny_corpus: Path) -> None:
+    from training.ngram import NgramModel
+
+    docs = tiny_corpus.read_text().splitlines()
+    path = tmp_path / "tri.pkl.gz"
+    NgramModel().fit(docs[100:], order=3).save(path)
+    result = evaluate_path(str(path), docs[:6])
+    assert result["model"].startswith("ngram") and 0.2 < result["top3"] <= 1.0
+
+
+def test_cli_prints_json(tmp_path: Path, tiny_models: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "docs.txt"
+    text.write_text("I think the movie was good.\nHonestly the film was bad.\n")
+    main(["--model", str(tiny_models["gru"]), "--text", str(text), "--json", "--no-ksr"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"docs", "words", "top1", "top3", "word_ppl", "ksr", "model"} <= out.keys()
+    assert out["docs"] == 2 and out["ksr"] is None
