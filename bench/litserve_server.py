@@ -63,7 +63,9 @@ class NextWordAPI(ls.LitAPI):
         self.lm = load_artifact(self.model_path, self.model_name)
         warm_up(self.lm, self.options)  # the same warm-up the nextword server does
 
-    def decode_request(self, request: Any, **kwargs: Any) -> tuple[str, int, int]:
+    # No annotations on ``request`` / the response: LitServe reads them to pick FastAPI's
+    # body and response types; left bare, the body is the raw JSON request.
+    def decode_request(self, request, **kwargs):  # type: ignore[no-untyped-def]
         if not isinstance(request, dict) or not isinstance(request.get("text"), str):
             raise HTTPException(422, "body must be a JSON object with a string 'text'")
         model = request.get("model") or self.model_name
@@ -94,7 +96,7 @@ class NextWordAPI(ls.LitAPI):
     def unbatch(self, output: list[Any]) -> list[Any]:
         return list(output)
 
-    def encode_response(self, output: tuple[Any, float], **kwargs: Any) -> dict[str, Any]:
+    def encode_response(self, output, **kwargs):  # type: ignore[no-untyped-def]
         result, compute_ms = output
         completion = None
         if result.completion is not None:
