@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     prefill_chunk: int = Field(256, ge=1, description="context tokens read per iteration per request")
 
     # Decoding
-    beam: int = Field(8, ge=1, le=64)
+    beam: int = Field(6, ge=1, le=64, description="next-word beam width (6 ranks as well as 8 here)")
     phrase_beam: int = Field(4, ge=1, le=32)
     completion_threshold: float = Field(0.25, ge=0.0, le=1.0, description="min confidence of a phrase")
 

@@ -475,7 +475,7 @@ def nextword_env(target: Target, port: int, threads: int, extra: Mapping[str, st
         "NEXTWORD_BATCHING": "true" if target.batching else "false",
         "NEXTWORD_THREADS": str(threads),
         "NEXTWORD_DEFAULT_MODEL": target.backend,
-        f"NEXTWORD_{target.backend.upper()}_PATH": str(ARTIFACTS / f"{target.backend}.pt"),
+        f"NEXTWORD_{target.backend.upper()}_PATH": f"model/artifacts/{target.backend}.pt",  # cwd is the repo
         f"NEXTWORD_{other.upper()}_PATH": "",
         "NEXTWORD_LOG_LEVEL": "warning",
     }

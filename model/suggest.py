@@ -26,7 +26,7 @@ from model.text import normalize_prompt, split_fragment
 class DecodeOptions:
     """Search knobs (the server's settings fill them)."""
 
-    beam: int = 8
+    beam: int = 6
     phrase_beam: int = 4
     prefill_chunk: int = 256
     completion_threshold: float = 0.0

@@ -1,0 +1,103 @@
+"""bench.report: REPORT.md and its plots from a tiny hand-made sweep result (no server)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from bench.report import Bounded, bars, max_rate, render, verdict_ratio
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny_sweep.json"
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    return json.loads(FIXTURE.read_text())
+
+
+def _row(rows: list[dict], bar: str, what_prefix: str) -> dict:
+    matches = [r for r in rows if r["bar"] == bar and r["what"].startswith(what_prefix)]
+    assert len(matches) == 1, (bar, what_prefix, rows)
+    return matches[0]
+
+
+def test_bars_verdicts_from_fixture(results: dict) -> None:
+    rows = bars(results)
+    p1 = _row(rows, "P1", "gru cold p50")
+    assert (p1["verdict"], p1["measured"], p1["margin"]) == ("PASS", "5.0 ms", "3.0 ms under")
+    assert "n=200" in p1["what"]
+    assert _row(rows, "P1", "lstm cold p99")["verdict"] == "MISS"
+    p2 = _row(rows, "P2", "gru")
+    assert p2["verdict"] == "PASS" and "= 3.00x" in p2["measured"] and p2["margin"].startswith("+50%")
+    p3 = _row(rows, "P3", "gru")
+    assert p3["verdict"] == "PASS" and "60.0 / 30.0 = 2.00x" in p3["measured"]
+    p4 = _row(rows, "P4", "gru")
+    assert p4["verdict"] == "MISS" and "0.30x" in p4["measured"] and p4["margin"].startswith("-40%")
+    assert _row(rows, "P5", "gru")["verdict"] == "PASS"
+    # LSTM: no batching-off, no LitServe, no typing runs -> not measured, never invented.
+    for bar in ("P2", "P3", "P5"):
+        assert _row(rows, bar, "lstm")["verdict"] == "not measured"
+    # A lower-bound numerator under the bar cannot decide a MISS.
+    assert _row(rows, "P4", "lstm")["verdict"] == "INCONCLUSIVE"
+    overload = [r for r in rows if r["bar"] == "Overload"]
+    assert [r["verdict"] for r in overload if r["what"].startswith("gru")] == ["PASS", "PASS", "PASS"]
+    assert any(r["what"].startswith("lstm") and r["verdict"] == "not measured" for r in overload)
+
+
+def test_report_builds_with_tables_plots_and_provenance(results: dict, tmp_path: Path) -> None:
+    shutil.copy(FIXTURE, tmp_path / "sweep.json")
+    out = tmp_path / "REPORT.md"
+    assert report.main(["--results", str(tmp_path / "sweep.json"), "--out", str(out)]) == 0
+    text = out.read_text()
+    for needle in ("## Bars", "| P1 |", "| P2 |", "| P3 |", "| P4 |", "| P5 |", "| Overload |",
+                   "Test CPU 9000", "`abc1234`", "2026-11-27T06:00:00", "python -m bench.sweep --out",
+                   "python -m bench.report --results", "## GRU vs LSTM", "## Model alone", "## Overload",
+                   "max_batch_size=32", "not measured", "shorter than the issue's 60 s"):
+        assert needle in text, needle
+    # GRU vs LSTM: three common rates, top-1 from the card or n/a, file size.
+    gvl = text.split("## GRU vs LSTM")[1].split("##")[0]
+    assert "p50 / p99 at 10 req/s" in gvl and "p50 / p99 at 40 req/s" in gvl
+    assert "| gru | 5.0 / 12.0 ms |" in gvl and "0.2345" in gvl and "11.7 MB" in gvl
+    lstm_row = next(line for line in gvl.splitlines() if line.startswith("| lstm"))
+    assert "n/a" in lstm_row and "≥40.0 req/s" in lstm_row
+    for png in ("report_max_rate.png", "report_latency_cold.png", "report_latency_typing.png"):
+        path = tmp_path / png
+        assert path.is_file() and 1_000 < path.stat().st_size < 200_000, png
+        assert f"]({png})" in text
+
+
+def test_report_on_empty_results_says_not_measured(tmp_path: Path) -> None:
+    text = render({"meta": {}, "configs": []}, tmp_path / "REPORT.md", "x.json")
+    assert "not measured" in text and "## Bars" in text
+
+
+def test_bar_override(results: dict) -> None:
+    rows = bars(results, {**report.BARS, "P4": 0.25})
+    assert _row(rows, "P4", "gru")["verdict"] == "PASS"
+
+
+def test_bounded_ratios_and_verdicts() -> None:
+    assert (Bounded(60) / Bounded(20)) == Bounded(3.0)
+    assert (Bounded(40, "lower") / Bounded(20)) == Bounded(2.0, "lower")
+    assert (Bounded(40) / Bounded(10, "upper")) == Bounded(4.0, "lower")
+    assert (Bounded(40, "upper") / Bounded(20)) == Bounded(2.0, "upper")
+    assert (Bounded(40, "lower") / Bounded(20, "lower")) is None
+    assert verdict_ratio(Bounded(3.0, "lower"), 2.0)[0] == "PASS"
+    assert verdict_ratio(Bounded(1.0, "upper"), 2.0)[0] == "MISS"
+    assert verdict_ratio(Bounded(1.0, "lower"), 2.0)[0] == "INCONCLUSIVE"
+    assert verdict_ratio(None, 2.0)[0] == "not measured"
+
+
+def test_max_rate_kinds(results: dict) -> None:
+    by_key = {c["key"]: c for c in results["configs"]}
+    assert max_rate(by_key["nextword-gru-batch-on-cache-on-cold"]) == Bounded(60.0)
+    assert max_rate(by_key["nextword-lstm-batch-on-cache-on-cold"]) == Bounded(40.0, "lower")
+    failed_first = {"points": [{"rate": 10.0}, {"rate": 5.0}], "search_status": "first_point_failed",
+                    "max_rate_at_slo": None}
+    assert max_rate(failed_first) == Bounded(5.0, "upper")
+    assert max_rate({"error": "boom", "points": []}) is None
+    assert max_rate(None) is None
