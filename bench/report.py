@@ -188,7 +188,7 @@ def _ratio_row(name: str, what: str, a: Bounded | None, b: Bounded | None, bar: 
         return {"bar": name, "what": what, "measured": f"{NOT_MEASURED} ({' and '.join(missing)})",
                 "target": f"≥ {bar:g}x", "verdict": NOT_MEASURED, "margin": ""}
     ratio = a / b
-    v, m = verdict_ratio(ratio, bar)
+    v, m = verdict_ratio(ratio, bar) if ratio else ("INCONCLUSIVE", "bounds point both ways")
     measured = f"{a.fmt()} / {b.fmt()} = " + (ratio.fmt(2, "x") if ratio else "undetermined")
     return {"bar": name, "what": what, "measured": measured, "target": f"≥ {bar:g}x", "verdict": v, "margin": m}
 
@@ -242,6 +242,8 @@ def plot_latency(results: Mapping[str, Any], workload: str, path: Path, slo_ms: 
     if not configs:
         return False
     plt = _plt()
+    from matplotlib.ticker import LogFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80, sharey=True)
     for ax, q in zip(axes, ("p50", "p99"), strict=True):
         for c in configs:
@@ -252,6 +254,9 @@ def plot_latency(results: Mapping[str, Any], workload: str, path: Path, slo_ms: 
         ax.axhline(slo_ms, color="grey", ls="--", lw=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not 6x10^0
+            axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+            axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.set_xlabel("offered rate (req/s)")
         ax.set_title(f"{workload}: {q} latency (200s)")
         ax.grid(True, which="both", alpha=0.3)
@@ -273,7 +278,7 @@ def plot_max_rates(results: Mapping[str, Any], path: Path) -> bool:
     colors = {"exact": "tab:blue", "lower": "tab:green", "upper": "tab:red"}
     ax.barh([k for k, _ in rows], [r.value for _, r in rows], color=[colors[r.kind] for _, r in rows])
     for i, (_, r) in enumerate(rows):
-        ax.text(r.value, i, " " + r.fmt(0), va="center", fontsize=7)
+        ax.text(r.value, i, " " + r.fmt(0 if r.value >= 10 else 1), va="center", fontsize=7)
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     ax.set_xlabel("max offered req/s at SLO (blue exact, green lower bound, red: below)")
@@ -321,7 +326,8 @@ def gru_vs_lstm(results: Mapping[str, Any]) -> list[str]:
         cells.append(f"{size / 1e6:.1f} MB" if size else "n/a")
         cells.append(f"{card['parameters']:,}" if card.get("parameters") else "n/a")
         rows.append(cells)
-    lines = ["Default configuration (batching on, cache on), cold workload; three rates measured for both."]
+    lines = ["Default configuration (batching on, cache on), cold workload, at (up to) three rates measured for "
+             "both backends."]
     if not common_sorted:
         lines.append("No rate was measured for both backends: latency columns not measured.")
     return [*lines, "", *_table(header, rows)]
@@ -347,6 +353,8 @@ def render(results: Mapping[str, Any], out: Path, results_path: str, targets: Ma
         f"* Date: {meta.get('started_at')} → {meta.get('finished_at', 'unfinished')} "
         f"({fmt(meta.get('elapsed_s'), 0)} s; estimated {meta.get('estimate_s')} s)",
         "* Packages: " + ", ".join(f"{k} {v}" for k, v in (meta.get("packages") or {}).items()),
+        f"* 1-minute load average when the sweep started: {fmt(meta.get('loadavg_1min_at_start'), 2)} "
+        "(well above 0 means something else shared the CPUs)",
         f"* Pinning: servers on CPU(s) `{pin.get('server_cpus')}` with {pin.get('torch_threads')} torch thread(s), "
         f"the load generator on CPU(s) `{pin.get('generator_cpus')}`"
         + ("" if pin.get("applied") else " (NOT applied: no taskset/affinity)"),

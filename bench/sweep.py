@@ -31,7 +31,7 @@ the p99 latency of its 200 responses is <= ``--slo-p99-ms`` (50), fewer than 1% 
 measured requests got anything but 200 (503, 504, timeouts, ... all count), and the
 generator was not behind schedule (bench.loadgen's ``behind_schedule``). The max rate at
 SLO is the highest *offered* rate that passed. Latency is from the intended send time.
-Each run is short (``--warmup`` 1.5 s + ``--duration`` 5 s, longer at low rates so a run
+Each run is short (``--warmup`` 1 s + ``--duration`` 5 s, longer at low rates so a run
 has >= ``--min-samples`` requests; the first, 10 req/s, point of the default cold
 configurations runs ``--p1-duration`` s for the low-load check). Run ``i`` of every
 configuration uses seed ``seed + i``, so configurations see the same requests at the same
@@ -97,6 +97,9 @@ LITSERVE_GRID = tuple((b, t) for t in (1.0, 5.0) for b in (8, 32, 64))
 LITSERVE_QUICK_GRID = ((8, 1.0), (32, 5.0))
 #: Used when tuning is skipped.
 LITSERVE_DEFAULT = (32, 5.0)
+#: Tuning rate: this fraction of nextword's default cold max rate at SLO (else the fallback).
+LITSERVE_TUNE_FRACTION = 0.5
+LITSERVE_TUNE_FALLBACK = 20.0
 #: LitServe's request timeout (seconds in its queue before a 504); bounds backlogs.
 LITSERVE_TIMEOUT_S = 2.0
 
@@ -554,7 +557,7 @@ def point_summary(result: Mapping[str, Any], rate: float, phase: str, slo: Slo,
 @dataclass
 class RunSettings:
     duration: float = 5.0
-    warmup: float = 1.5
+    warmup: float = 1.0
     min_samples: int = 100
     p1_duration: float = 20.0
     p1_rate: float = 10.0
@@ -646,7 +649,7 @@ def estimate_seconds(opts: SweepOptions, targets: Sequence[Target]) -> float:
     for t in targets:
         start = EST_LITSERVE_START_S if t.server == "litserve" else EST_NEXTWORD_START_S
         total += start + runs_time
-        if t.is_default and t.workload == "cold":
+        if (t.is_default or t.server == "litserve") and t.workload == "cold":
             total += max(0.0, rs.p1_duration - rs.duration_for(opts.ladder_start))
     if "model-alone" not in opts.skip:
         total += 10 + len(opts.backends) * len(opts.model_alone_batches) * (opts.model_alone_seconds + 0.7)
@@ -825,9 +828,10 @@ class Sweep:
         o, rs = self.opts, self.opts.run
         rate = o.litserve_tune_rate
         if rate is None:
+            # A mid rate: half of what nextword's default cold configuration sustains at SLO.
             ref = self.config_result(f"nextword-{backend}-batch-on-cache-on-cold")
-            rate = ref.get("max_rate_at_slo") if ref else None
-            rate = rate or 40.0
+            ref_rate = ref.get("max_rate_at_slo") if ref else None
+            rate = round(ref_rate * LITSERVE_TUNE_FRACTION, 1) if ref_rate else LITSERVE_TUNE_FALLBACK
         target = Target("litserve", backend, "cold")
         tried: list[dict[str, Any]] = []
         for mb, bt in o.litserve_grid:
@@ -849,7 +853,8 @@ class Sweep:
             "backend": backend, "rate": rate, "tried": tried,
             "chosen": {"max_batch_size": chosen[0], "batch_timeout_ms": chosen[1]},
             "rule": "lowest p99 among settings with <1% errors and generator on schedule at the tuning rate "
-                    "(the max rate at SLO of nextword's default cold config), else fewest errors",
+                    f"({LITSERVE_TUNE_FRACTION:g}x the max rate at SLO of nextword's default cold config, else "
+                    f"{LITSERVE_TUNE_FALLBACK:g} req/s), else fewest errors then lowest p99",
         }
         print(f"[litserve-tune] chosen max_batch_size={chosen[0]} batch_timeout={chosen[1]:g} ms", flush=True)
         self.save()
@@ -909,6 +914,11 @@ class Sweep:
         gen = parse_cpus(o.generator_cpus)
         if gen and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, gen)
+        load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        self.results["meta"]["loadavg_1min_at_start"] = load1
+        if load1 is not None and load1 > 0.5:
+            print(f"WARNING: 1-minute load average is {load1:.2f}: something else is using the CPUs "
+                  "and will distort the numbers", flush=True)
         self.docs = load_documents(o.run.corpus, o.run.max_docs)
         self.results["meta"]["documents"] = len(self.docs)
         self.save()
@@ -935,7 +945,7 @@ class Sweep:
 
 
 def choose_litserve(tried: Sequence[Mapping[str, Any]]) -> tuple[int, float]:
-    """The tuning rule: lowest p99 among clean runs (<1% errors, on schedule), else fewest errors."""
+    """The tuning rule: lowest p99 among clean runs (<1% errors, on schedule), else fewest errors, then p99."""
     ok = [t for t in tried if "error" not in t]
     if not ok:
         return LITSERVE_DEFAULT
@@ -943,7 +953,9 @@ def choose_litserve(tried: Sequence[Mapping[str, Any]]) -> tuple[int, float]:
     if clean:
         best = min(clean, key=lambda t: t["latency_ms_ok"]["p99"])
     else:
-        best = min(ok, key=lambda t: (t["error_fraction"] if t["error_fraction"] is not None else 1.0))
+        best = min(ok, key=lambda t: (t["error_fraction"] if t["error_fraction"] is not None else 1.0,
+                                      t["latency_ms_ok"]["p99"] if t["latency_ms_ok"]["p99"] is not None
+                                      else math.inf))
     return int(best["max_batch_size"]), float(best["batch_timeout_ms"])
 
 
@@ -1012,7 +1024,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-off-workloads", default="typing")
     p.add_argument("--skip", default="", help=f"comma-separated stages to skip: {','.join(STAGES)}")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per run")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
     p.add_argument("--min-samples", type=int, default=100, help="lengthen low-rate runs to this many requests")
     p.add_argument("--p1-duration", type=float, default=20.0, help="seconds of the 10 req/s point of default cold")
     p.add_argument("--timeout", type=float, default=5.0, help="per-request client timeout, seconds")
