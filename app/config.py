@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(1024, ge=1, description="most rows (beam hypotheses) in one call")
     max_wait_ms: float = Field(1.0, ge=0, description="longest the oldest queued request waits for a batch")
     queue_limit: int = Field(256, ge=1, description="requests waiting or running; more are rejected (503)")
+    max_queue_wait_ms: float = Field(250.0, gt=0, description="reject new work while the oldest queued waited longer")
     deadline_ms: float = Field(1000.0, gt=0, description="per request, queueing and compute together")
     cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="prefix-state cache size per backend; 0 off")
     threads: int = Field(2, ge=1, description="torch intra-op threads")

@@ -14,9 +14,11 @@ of single model steps:
    (:func:`model.batching.run_calls`), and resume each generator with its rows.
 
 Requests join and leave at every iteration. The asyncio side only enqueues and awaits a
-future. Admission control: at most ``queue_limit`` requests are queued or running; the
-next is rejected at once (:class:`Overloaded` -> 503 + Retry-After) instead of letting
-latency grow. Each request carries a deadline covering queueing and compute; one past it
+future. Admission control: at most ``queue_limit`` requests are queued or running, and
+none is admitted while the oldest queued request has waited over ``max_queue_wait_ms``
+(the queue's sojourn time, as CoDel uses it: a full queue in *time*, whatever its length);
+the next request is rejected at once (:class:`Overloaded` -> 503 + Retry-After) instead of
+letting latency grow until deadlines expire. Each request carries a deadline covering queueing and compute; one past it
 is dropped (:class:`DeadlineExceeded`), as is one whose client went away (``cancel``).
 """
 
@@ -68,6 +70,7 @@ class EngineConfig:
     max_batch_rows: int = 1024
     max_wait_ms: float = 1.0
     queue_limit: int = 256
+    max_queue_wait_ms: float = 250.0
     deadline_ms: float = 1000.0
     cache_bytes: int = 64 * 1024 * 1024
     decode: DecodeOptions = field(default_factory=DecodeOptions)
@@ -166,7 +169,7 @@ class InferenceEngine:
         with self._cond:
             if not self._running:
                 raise EngineStopped("engine is not running")
-            if self._admitted >= self.config.queue_limit:
+            if self._admitted >= self.config.queue_limit or self._queue_wait_ms(now) > self.config.max_queue_wait_ms:
                 raise Overloaded(retry_after=self._retry_after())
             self._admitted += 1
             self._inbox.append(req)
@@ -179,6 +182,13 @@ class InferenceEngine:
             return await req.future
         finally:
             req.cancel()  # no-op when finished; drops the work if the caller went away
+
+    def _queue_wait_ms(self, now: float) -> float:
+        """How long the oldest queued request has waited (0 when none waits)."""
+        try:
+            return (now - self._inbox[0].enqueued) * 1000
+        except IndexError:  # the worker emptied the queue meanwhile
+            return 0.0
 
     def _retry_after(self) -> float:
         # Roughly how long the current backlog takes to drain, at least one second.

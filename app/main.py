@@ -41,6 +41,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_batch_rows=settings.max_batch_rows,
         max_wait_ms=settings.max_wait_ms,
         queue_limit=settings.queue_limit,
+        max_queue_wait_ms=settings.max_queue_wait_ms,
         deadline_ms=settings.deadline_ms,
         cache_bytes=settings.cache_bytes,
         decode=DecodeOptions(

@@ -345,6 +345,18 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def find_top1(evaluation: Any) -> float | None:
+    """``top1`` of a card's evaluation: at its top level or one level down (e.g. per split)."""
+    if not isinstance(evaluation, dict):
+        return None
+    if isinstance(evaluation.get("top1"), int | float):
+        return float(evaluation["top1"])
+    for value in evaluation.values():
+        if isinstance(value, dict) and isinstance(value.get("top1"), int | float):
+            return float(value["top1"])
+    return None
+
+
 def model_facts(backends: Sequence[str]) -> dict[str, Any]:
     """File size and model-card facts (top-1 from card["evaluation"] when present)."""
     out: dict[str, Any] = {}
@@ -359,12 +371,11 @@ def model_facts(backends: Sequence[str]) -> dict[str, Any]:
                 with zipfile.ZipFile(path) as zf:
                     name = next(n for n in zf.namelist() if n.endswith("extra/card.json"))
                     card = json.loads(zf.read(name))
-                ev = card.get("evaluation") or {}
                 facts["card"] = {
                     "parameters": card.get("parameters"),
                     "checksum": card.get("checksum"),
                     "evaluation": card.get("evaluation"),
-                    "top1": ev.get("top1") if isinstance(ev, dict) else None,
+                    "top1": find_top1(card.get("evaluation")),
                     "tokens_seen": (card.get("training") or {}).get("tokens_seen"),
                     "config": card.get("config"),
                 }
@@ -466,6 +477,13 @@ def _group_alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def default_deadline_ms() -> float:
+    """The server's default per-request deadline (app.config.Settings; light import, no torch)."""
+    from app.config import Settings
+
+    return float(Settings.model_fields["deadline_ms"].default)
 
 
 def nextword_env(target: Target, port: int, threads: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -668,6 +686,7 @@ class Sweep:
         self.results: dict[str, Any] = {}
         self.docs: list[str] = []
         self.t0 = time.perf_counter()
+        self._partial: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ bookkeeping
     def save(self) -> None:
@@ -743,7 +762,8 @@ class Sweep:
             argv += ["--max-docs", str(rs.max_docs)]
         argv = pinned(argv, o.server_cpus)
         print(f"[model-alone] {' '.join(argv)}", flush=True)
-        r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}  # default decode options
+        r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             print(f"[model-alone] FAILED:\n{r.stderr[-2000:]}", flush=True)
             self.results["model_alone"] = {"error": r.stderr[-2000:]}
@@ -778,8 +798,10 @@ class Sweep:
             print(f"  [{target.key}] {rate:7.1f} req/s: p50 {lat['p50']} p99 {lat['p99']} ms, "
                   f"ok {point['ok']}/{point['measured']}, gen cpu {point['generator_cpu_fraction']:.0%} "
                   f"-> {'PASS' if point['passed'] else 'FAIL (' + point['reason'] + ')'}", flush=True)
+            self._partial.append(point)
             return point
 
+        self._partial = []
         outcome = search_max_rate(measure, [snap(r) for r in o.rates()], lambda p: p["passed"],
                                   rel_tol=o.search_tol, max_steps=o.search_steps, snap=snap)
         # Ladder points: up to and including its first failure; the rest is the binary search.
@@ -818,6 +840,7 @@ class Sweep:
         except Exception as exc:  # one broken configuration must not lose the others
             log.exception("%s failed", name)
             entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["points"] = sorted(getattr(self, "_partial", []), key=lambda p: p["rate"])  # measured so far
         entry["wall_s"] = round(time.perf_counter() - t0, 1)
         print(f"[{name}] max rate at SLO: {entry.get('max_rate_at_slo')} req/s "
               f"({entry.get('search_status')}, limited by {entry.get('limited_by')}) in {entry['wall_s']} s",
@@ -840,7 +863,7 @@ class Sweep:
             rec: dict[str, Any] = {"max_batch_size": mb, "batch_timeout_ms": bt, "rate": rate}
             try:
                 with server:
-                    result = run_point(url, target, rate, rs.seed, rs.duration, rs, self.docs)
+                    result = run_point(url, target, rate, rs.seed, rs.duration_for(rate), rs, self.docs)
                 rec.update(point_summary(result, rate, "tune", o.slo))
             except Exception as exc:
                 rec["error"] = f"{type(exc).__name__}: {exc}"
@@ -870,7 +893,7 @@ class Sweep:
         over_rate = o.overload_factor * base
         target = Target("nextword", backend, "cold")
         server, url = self.nextword_server(target, f"overload-{backend}")
-        deadline_ms = 1000.0  # app.config.Settings.deadline_ms default; not overridden here
+        deadline_ms = default_deadline_ms()  # the sweep does not override NEXTWORD_DEADLINE_MS
         print(f"[overload-{backend}] {over_rate:.0f} req/s ({o.overload_factor:g}x {base:g}) for "
               f"{o.overload_seconds:g} s, {o.overload_low_rate:g} req/s throughout and "
               f"{o.recovery_seconds:g} s after", flush=True)
@@ -882,8 +905,8 @@ class Sweep:
             return {"error": f"{type(exc).__name__}: {exc}"}
         out = summarize_overload(over, low, o.overload_seconds, deadline_ms, over_rate, base, o.overload_factor)
         print(f"[overload-{backend}] statuses {out['status_counts']}; accepted p99 {out['accepted_p99_ms']} ms "
-              f"(deadline {deadline_ms:g}); recovery p99 {out['recovery_p99_ms']} ms -> "
-              f"{'PASS' if out['only_200_or_503_retry_after'] else 'MISS'}", flush=True)
+              f"(deadline {deadline_ms:g}); recovery p99 {out['recovery_p99_ms']} ms; "
+              f"only 200/503+Retry-After: {'yes' if out['only_200_or_503_retry_after'] else 'NO'}", flush=True)
         return out
 
     async def _overload_runs(self, url: str, backend: str, over_rate: float,

@@ -192,6 +192,23 @@ async def test_overload_rejects_fast_and_recovers(start_app, make_settings):
         assert 'nextword_requests_total{backend="gru",status="ok"}' in text
 
 
+async def test_stale_queue_rejects_new_work_before_deadlines_expire(start_app, make_settings):
+    # A queue is "full" in time as well as in length: once the oldest queued request has
+    # waited longer than max_queue_wait_ms, newcomers get 503 at once instead of a 504 later.
+    settings = make_settings(batching=False, queue_limit=1000, max_queue_wait_ms=20, deadline_ms=30_000)
+    body = {"text": LONG_TEXT, "max_words": 8}
+    async with start_app(settings) as c:
+        first = [asyncio.ensure_future(c.post("/v1/complete", json=body)) for _ in range(6)]
+        await asyncio.sleep(0.2)
+        t0 = time.perf_counter()
+        late = await c.post("/v1/complete", json=body)
+        assert late.status_code == 503, late.text
+        assert time.perf_counter() - t0 < 1.0 and int(late.headers["retry-after"]) >= 1
+        assert all(r.status_code == 200 for r in await asyncio.gather(*first))
+        r = await c.post("/v1/complete", json={"text": "I think the "})
+        assert r.status_code == 200
+
+
 @pytest.mark.parametrize("overrides", [
     pytest.param({"max_wait_ms": 20}, id="expires-in-queue"),
     pytest.param({"batching": False, "prefill_chunk": 4}, id="expires-while-computing"),

@@ -216,3 +216,9 @@ def test_choose_litserve() -> None:
     assert choose_litserve([t(8, 1, 80.0, "p99"), t(32, 5, 40.0, "ok"), t(64, 1, 60.0, "p99")]) == (32, 5.0)
     assert choose_litserve([t(8, 1, 900.0, "errors", 0.5), t(64, 5, 800.0, "errors", 0.2)]) == (64, 5.0)
     assert choose_litserve([{"max_batch_size": 8, "batch_timeout_ms": 1, "error": "boom"}]) == sweep.LITSERVE_DEFAULT
+
+
+def test_find_top1() -> None:
+    assert sweep.find_top1({"top1": 0.31, "top3": 0.5}) == 0.31
+    assert sweep.find_top1({"test": {"top1": 0.2}}) == 0.2
+    assert sweep.find_top1(None) is None and sweep.find_top1({"ppl": 3.0}) is None
