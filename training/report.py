@@ -1,0 +1,97 @@
+"""Build the models report tables from evaluation JSON, model cards and training logs.
+
+    python -m training.report --results docs/results --runs runs/gru runs/lstm > docs/results/tables.md
+
+Reads ``<results>/<set>_<model>.json`` files written by ``python -m training.evaluate --out``
+(sets: ``imdb500``, ``imdb200ksr``, ``wiki200``; models: ``gru``, ``lstm``, ``ngram``),
+``<results>/step_latency.json`` (``python -m bench.step_latency``) and the artifacts' cards,
+and prints Markdown tables. Missing inputs print as "n/a": nothing is filled in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from model.artifact import load_artifact
+
+MODELS = ("gru", "lstm", "ngram")
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if pct:
+        return f"{100 * value:.1f}%"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def results_table(results: Path) -> str:
+    rows = ["| model | set | docs | words | top-1 | top-3 | word_ppl | ksr (k=3) |", "|---" * 8 + "|"]
+    for name in MODELS:
+        for data_set, label in (("imdb500", "IMDB test"), ("imdb200ksr", "IMDB test"), ("wiki200", "WikiText-2 valid")):
+            r = _load(results / f"{data_set}_{name}.json")
+            if r is None:
+                continue
+            rows.append(
+                f"| {name} | {label} ({data_set}) | {r['docs']} | {r['words']:,} | {_fmt(r['top1'], True)} | "
+                f"{_fmt(r['top3'], True)} | {r['word_ppl']} | {_fmt(r.get('ksr'), True)} |"
+            )
+    return "\n".join(rows)
+
+
+def models_table(artifacts: Path, results: Path) -> str:
+    latency = _load(results / "step_latency.json") or {}
+    rows = [
+        "| model | parameters | file size | training tokens | training wall time | step b=1 (1 thr) | "
+        "step b=64 (1 thr) | step b=1 (2 thr) | step b=64 (2 thr) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("gru", "lstm"):
+        path = artifacts / f"{name}.pt"
+        card = load_artifact(path).card
+        training = card.get("training", {})
+
+        def step(batch: int, threads: int, name: str = name) -> str:
+            cell = latency.get(f"{name}@{threads}thr", {}).get(f"step_b{batch}")
+            return f"{cell['mean_ms']:.2f} ms" if cell else "n/a"
+
+        rows.append(
+            f"| {name} | {card['parameters']:,} | {path.stat().st_size / 1e6:.1f} MB | "
+            f"{_fmt(training.get('tokens_seen'))} | {training.get('wall_seconds', 0) / 60:.0f} min | "
+            f"{step(1, 1)} | {step(64, 1)} | {step(1, 2)} | {step(64, 2)} |"
+        )
+    return "\n".join(rows)
+
+
+def curve_table(runs: list[Path]) -> str:
+    rows = ["| model | tokens seen | val piece ppl | val word ppl | wall time |", "|---|---|---|---|---|"]
+    for run in runs:
+        for line in (run / "log.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            rows.append(f"| {run.name} | {r['tokens_seen']:,} | {r['val_piece_ppl']} | {r['val_word_ppl']} | "
+                        f"{r['wall_seconds'] / 60:.0f} min |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--results", default="docs/results")
+    parser.add_argument("--artifacts", default="model/artifacts")
+    parser.add_argument("--runs", nargs="*", default=[])
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    print("### Models\n\n" + models_table(Path(args.artifacts), results) + "\n")
+    print("### Word-level results\n\n" + results_table(results) + "\n")
+    if args.runs:
+        print("### Validation during training\n\n" + curve_table([Path(r) for r in args.runs]) + "\n")
+
+
+if __name__ == "__main__":
+    main()
