@@ -1,0 +1,28 @@
+"""The models report prints what the result files say, and n/a for what is missing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from training.report import main
+
+
+def test_tables_come_from_result_files(tmp_path: Path, tiny_models: dict[str, Path],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    results, artifacts = tmp_path / "results", tmp_path / "artifacts"
+    results.mkdir()
+    artifacts.mkdir()
+    for name, path in tiny_models.items():
+        shutil.copy(path, artifacts / f"{name}.pt")
+    (results / "imdb500_gru.json").write_text(json.dumps(
+        {"docs": 3, "words": 40, "top1": 0.25, "top3": 0.5, "word_ppl": 99.5, "ksr": None}))
+    (results / "step_latency.json").write_text(json.dumps({"gru@1thr": {"step_b1": {"mean_ms": 0.5}}}))
+    main(["--results", str(results), "--artifacts", str(artifacts)])
+    out = capsys.readouterr().out
+    assert "| gru | IMDB test (imdb500) | 3 | 40 | 25.0% | 50.0% | 99.5 | n/a |" in out
+    assert "0.50 ms" in out and "| lstm |" in out
+    assert "lstm | IMDB" not in out  # no file, no row
