@@ -206,7 +206,9 @@ class InferenceEngine:
         def resolve() -> None:
             if req.future.done():
                 return
-            if error is not None:
+            if error is not None and req.cancelled:
+                req.future.cancel()  # nobody awaits it any more: no "exception never retrieved"
+            elif error is not None:
                 req.future.set_exception(error)
             else:
                 req.future.set_result(result)  # type: ignore[arg-type]

@@ -390,8 +390,9 @@ def render(results: Mapping[str, Any], out: Path, results_path: str, targets: Ma
     L += _table(["bar", "what", "measured", "target", "verdict", "by how much"],
                 [[r["bar"], r["what"], r["measured"], r["target"], f"**{r['verdict']}**", r["margin"]]
                  for r in bars(results, targets)])
-    L += ["", "P2–P5 targets and the recovery target are this report's defaults (`bench/report.py: BARS`, "
-          "override with `--bar NAME=VALUE`); P1's are the issue's.", ""]
+    L += ["", "P1–P5 targets are the load-testing issue's; the recovery target (p99 back under the 50 ms SLO) "
+          "is this report's reading of \"back to normal\" (`bench/report.py: BARS`, override with "
+          "`--bar NAME=VALUE`).", ""]
 
     # Max rates.
     L += ["## Max rate at SLO per configuration", ""]

@@ -104,12 +104,18 @@ async def measure(url: str, models: list[str], prefixes: list[tuple[str, str]], 
                 ext_srv.append(srv)
                 await asyncio.sleep(gap_ms / 1000)
             burst_texts = [f"Burst {i}: {t}" for i, (t, _) in enumerate(prefixes[:64])]
-            await asyncio.gather(*[_post(client, model, t) for t in burst_texts])
+            burst = await asyncio.gather(
+                *[client.post("/v1/complete", json={"text": t, "model": model, "k": 3}) for t in burst_texts]
+            )
+            statuses: dict[str, int] = {}
+            for r in burst:
+                statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
             stats = (await client.get("/v1/stats")).json()["backends"][model]
             out[model] = {
                 "cold_20_words": _summary(cold_rtt, cold_srv),
                 "cached_plus_one_char": _summary(ext_rtt, ext_srv),
                 "burst_64_max_batch": stats["max_batch_seen"],
+                "burst_64_statuses": statuses,
                 "cache_hits": stats["cache_hits"],
             }
     return out
