@@ -198,7 +198,7 @@ async def test_stale_queue_rejects_new_work_before_deadlines_expire(start_app, m
     settings = make_settings(batching=False, queue_limit=1000, max_queue_wait_ms=20, deadline_ms=30_000)
     body = {"text": LONG_TEXT, "max_words": 8}
     async with start_app(settings) as c:
-        first = [asyncio.ensure_future(c.post("/v1/complete", json=body)) for _ in range(6)]
+        first = [asyncio.ensure_future(c.post("/v1/complete", json=body)) for _ in range(40)]
         await asyncio.sleep(0.2)
         t0 = time.perf_counter()
         late = await c.post("/v1/complete", json=body)
