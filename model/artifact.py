@@ -82,7 +82,7 @@ class LanguageModel:
     zero_state: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        with torch.inference_mode():
+        with torch.no_grad():
             self.zero_state = self.module.init_state(1)
 
     @property

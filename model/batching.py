@@ -50,7 +50,10 @@ def run_calls(module: Any, calls: list[ModelCall]) -> list[CallResult]:
     """
     rows = [row for call in calls for row in call.tokens]
     state = torch.cat([call.state for call in calls], dim=0) if len(calls) > 1 else calls[0].state
-    with torch.inference_mode():
+    # no_grad, not inference_mode: states flow between calls and are indexed and concatenated
+    # outside this block; inference tensors there break TorchScript plans that a call with
+    # grad enabled elsewhere may have built (seen as "Inference tensors cannot be saved").
+    with torch.no_grad():
         if all(len(row) == 1 for row in rows):
             logp, new_state = module.step(torch.tensor([row[0] for row in rows]), state)
         else:

@@ -35,7 +35,6 @@ from model.text import WORD_RE, words
 from model.tokenizer import PieceTokenizer
 
 NEG_INF = float("-inf")
-SENTENCE_END = frozenset(".!?")
 
 
 @dataclass
@@ -137,8 +136,7 @@ def complete_phrase(
     fragment; the caller strips what the user already typed. A phrase ends at sentence
     punctuation (kept), at end of text, or after ``max_words`` complete words.
     """
-    printable = torch.tensor([bool(s) for s in tok.surfaces])
-    sentence_end = torch.tensor([any(c in SENTENCE_END for c in s) for s in tok.surfaces])
+    printable, sentence_end = tok.printable, tok.sentence_end
     nothing = torch.zeros_like(printable)
     finished: list[tuple[float, str]] = []
     hyps = [_Hyp("", 0.0)]

@@ -50,6 +50,10 @@ class PieceTokenizer:
         self.continuation = continuation
         #: Pieces after which the current word is over (anything not continuing it).
         self.boundary = ~continuation
+        #: Pieces with visible text (not control or byte pieces): what a phrase may contain.
+        self.printable = torch.tensor([bool(s) for s in surfaces])
+        #: Pieces that end a sentence (contain . ! or ?): a phrase stops after one.
+        self.sentence_end = torch.tensor([any(c in ".!?" for c in s) for s in surfaces])
         order = sorted(range(self.vocab_size), key=lambda i: surfaces[i])
         self._sorted_ids = order
         self._sorted_surfaces = [surfaces[i] for i in order]

@@ -117,7 +117,7 @@ def _neural_document(
             return stop.value
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def piece_nll(lm: LanguageModel, docs: list[str], batch: int = 16) -> float:
     """Total NLL (nats) of every piece of every document, its end-of-document token included."""
     seqs = [[lm.eos_id, *lm.tokenizer.encode(d), lm.eos_id] for d in docs]

@@ -188,10 +188,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     )
     data_dir = Path(cfg.data_dir)
     if is_main:
-        summary = prepare_corpus(spec, data_dir)
+        prepare_corpus(spec, data_dir)  # tokenizer + token streams, once
     if distributed:
         dist.barrier()
-    summary = prepare_corpus(spec, data_dir) if not is_main else summary
+    summary = prepare_corpus(spec, data_dir)  # every rank: reuses the prepared folder
     train_stream = np.load(data_dir / "train.npy", mmap_mode="r")
     valid_stream = np.load(data_dir / "valid.npy", mmap_mode="r")
     valid_words = summary["valid"]["words"] + summary["valid"]["docs"]

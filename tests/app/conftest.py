@@ -2,7 +2,8 @@
 
 * ``make_settings(**overrides)`` -- :class:`app.config.Settings` pointing at the tiny GRU/LSTM
   artifacts of ``tests/conftest.py`` (no ``.env`` file read, phrase threshold 0, one torch
-  thread, a generous deadline so a busy test machine does not turn answers into 504s).
+  thread, a generous deadline and queue-age limit so a busy test machine does not turn answers
+  into 504s or 503s).
 * ``start_app(settings=None, loader=None, ready=True)`` -- an async context manager: builds a
   fresh app, runs its lifespan, (unless ``ready=False``) waits for ``/readyz`` 200 and yields an
   :class:`AppClient` (an ``httpx.AsyncClient`` on ``ASGITransport`` that also carries the app).
@@ -47,6 +48,7 @@ def tiny_settings(tiny_models: dict[str, Path], **overrides: Any) -> Settings:
         "completion_threshold": 0.0,
         "threads": 1,
         "deadline_ms": 30_000.0,
+        "max_queue_wait_ms": 10_000.0,  # admission by queue age is tested on its own, with its own value
         "cors_origins": [],
         "log_level": "warning",
     }
