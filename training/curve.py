@@ -7,6 +7,10 @@ Every validation wrote ``snapshots/tokens_*.pt`` (weights only). Each snapshot i
 in memory and scored by the evaluator (top-1/top-3 from the server's decoder, word_ppl; no
 keystroke simulation, which costs most) on a fixed sample of held-out documents. Writes
 ``<out>.json`` and ``<out>.png``.
+
+While a run trains, points can be scored one snapshot at a time on spare cores and plotted
+afterwards: ``--snapshots FILE... --points-dir DIR`` writes one JSON per snapshot, and
+``--points DIR/*.json --out STEM`` draws the curve from them.
 """
 
 from __future__ import annotations
@@ -25,18 +29,34 @@ from training.evaluate import evaluate_neural, load_docs
 log = logging.getLogger("training.curve")
 
 
+def run_name(snapshot: Path) -> str:
+    """``runs/gru/snapshots/tokens_*.pt`` belongs to the run ``gru``."""
+    return snapshot.parent.parent.name
+
+
+def snapshot_point(path: Path, tokenizer: PieceTokenizer, docs: list[str]) -> dict:
+    """Score one snapshot: top-1/top-3 through the server's decoder, and word_ppl."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model, _ = model_from_checkpoint(ckpt)
+    lm = LanguageModel(run_name(path), script_model(model), tokenizer, {})
+    result = evaluate_neural(lm, docs, ksr=False)
+    point = {"run": run_name(path), "tokens_seen": ckpt["tokens_seen"], "top1": result["top1"],
+             "top3": result["top3"], "word_ppl": result["word_ppl"], "docs": len(docs)}
+    log.info("%s", point)
+    return point
+
+
 def snapshot_points(run: Path, tokenizer: PieceTokenizer, docs: list[str], every: int = 1) -> list[dict]:
-    points = []
     snapshots = sorted((run / "snapshots").glob("tokens_*.pt"))[::every]
-    for path in snapshots:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        model, _ = model_from_checkpoint(ckpt)
-        lm = LanguageModel(run.name, script_model(model), tokenizer, {})
-        result = evaluate_neural(lm, docs, ksr=False)
-        points.append({"tokens_seen": ckpt["tokens_seen"], "top1": result["top1"], "top3": result["top3"],
-                       "word_ppl": result["word_ppl"]})
-        log.info("%s %s", run.name, points[-1])
-    return points
+    return [snapshot_point(path, tokenizer, docs) for path in snapshots]
+
+
+def group_points(points: list[dict]) -> dict[str, list[dict]]:
+    """Points of several runs -> one curve per run, ordered by tokens seen."""
+    curves: dict[str, list[dict]] = {}
+    for point in sorted(points, key=lambda p: (p["run"], p["tokens_seen"])):
+        curves.setdefault(point["run"], []).append(point)
+    return curves
 
 
 def plot(curves: dict[str, list[dict]], path: Path, reference_top1: float | None = None) -> None:
@@ -65,25 +85,48 @@ def plot(curves: dict[str, list[dict]], path: Path, reference_top1: float | None
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--runs", nargs="+", required=True)
-    parser.add_argument("--tokenizer", required=True)
-    parser.add_argument("--corpus", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--runs", nargs="+", help="run folders: score all their snapshots")
+    source.add_argument("--snapshots", nargs="+", help="score these snapshot files (with --points-dir)")
+    source.add_argument("--points", nargs="+", help="already scored point JSONs: only draw the curve")
+    parser.add_argument("--tokenizer")
+    parser.add_argument("--corpus")
     parser.add_argument("--split", default="test")
     parser.add_argument("--max-docs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=1, help="use every N-th snapshot")
     parser.add_argument("--reference-top1", type=float, help="n-gram top-1 to draw for comparison")
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--out", required=True, help="output stem (writes .json and .png)")
+    parser.add_argument("--points-dir", help="with --snapshots: write one JSON per snapshot here")
+    parser.add_argument("--out", help="output stem (writes .json and .png)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    tokenizer = PieceTokenizer(Path(args.tokenizer).read_bytes())
-    docs = load_docs(None, args.corpus, args.split, args.max_docs, args.seed)
-    curves = {Path(r).name: snapshot_points(Path(r), tokenizer, docs, args.every) for r in args.runs}
+    meta: dict = {}
+    if args.points:
+        points = [json.loads(Path(p).read_text()) for p in args.points]
+        curves = group_points(points)
+        meta = {"docs": sorted({p.get("docs") for p in points}, key=str), "from_points": len(points)}
+    else:
+        if not (args.tokenizer and args.corpus):
+            parser.error("--tokenizer and --corpus are needed to score snapshots")
+        tokenizer = PieceTokenizer(Path(args.tokenizer).read_bytes())
+        docs = load_docs(None, args.corpus, args.split, args.max_docs, args.seed)
+        meta = {"docs": len(docs), "split": args.split, "seed": args.seed, "corpus": args.corpus}
+        if args.snapshots:
+            if not args.points_dir:
+                parser.error("--snapshots needs --points-dir")
+            out_dir = Path(args.points_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for snapshot in map(Path, args.snapshots):
+                point = {**snapshot_point(snapshot, tokenizer, docs), "meta": meta}
+                (out_dir / f"{point['run']}-{snapshot.stem}.json").write_text(json.dumps(point))
+            return
+        curves = {Path(r).name: snapshot_points(Path(r), tokenizer, docs, args.every) for r in args.runs}
+    if not args.out:
+        parser.error("--out is required to draw the curve")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"docs": len(docs), "split": args.split, "seed": args.seed, "corpus": args.corpus}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "curves": curves}, indent=2))
     plot(curves, out.with_suffix(".png"), args.reference_top1)
 

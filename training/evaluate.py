@@ -180,17 +180,59 @@ def evaluate_predictor(name: str, predictor: Any, docs: list[str], ksr: bool = T
 
 def _summary(name: str, docs: list[str], total: DocScore, nll: float, seconds: float, ksr: bool) -> dict[str, Any]:
     ws_tokens = sum(len(d.split()) + 1 for d in docs)
+    return summarize(name, len(docs), ws_tokens, total, nll, seconds, ksr)
+
+
+def summarize(
+    name: str, docs: int, ws_tokens: int, total: DocScore, nll: float, seconds: float, ksr: bool
+) -> dict[str, Any]:
+    """The reported figures, plus the raw sums that let shards be merged exactly."""
     return {
         "model": name,
-        "docs": len(docs),
+        "docs": docs,
         "words": total.words,
         "top1": round(total.top1 / max(total.words, 1), 4),
         "top3": round(total.top3 / max(total.words, 1), 4),
-        "word_ppl": round(math.exp(nll / ws_tokens), 2),
+        "word_ppl": round(math.exp(nll / max(ws_tokens, 1)), 2),
         "ksr": round(1 - total.keystrokes / max(total.chars, 1), 4) if ksr else None,
         "queries": total.queries,
         "seconds": round(seconds, 1),
+        "sums": {**asdict(total), "nll": nll, "ws_tokens": ws_tokens},
     }
+
+
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine the results of disjoint shards (``--shard I/N``) into the whole set's figures."""
+    if not results:
+        raise ValueError("nothing to merge")
+    names = {r["model"] for r in results}
+    ksr_flags = {r["ksr"] is not None for r in results}
+    if len(names) != 1 or len(ksr_flags) != 1:
+        raise ValueError(f"shards disagree on model or ksr: {sorted(names)}")
+    total, nll, ws_tokens = DocScore(), 0.0, 0
+    for r in results:
+        sums = dict(r["sums"])
+        nll += sums.pop("nll")
+        ws_tokens += sums.pop("ws_tokens")
+        total.add(DocScore(**sums))
+    merged = summarize(results[0]["model"], sum(r["docs"] for r in results), ws_tokens, total, nll,
+                       max(r["seconds"] for r in results), ksr_flags.pop())
+    if "source" in results[0]:
+        merged["source"] = {**results[0]["source"], "shard": None, "merged_shards": len(results)}
+    return merged
+
+
+def shard(docs: list[str], spec: str | None) -> list[str]:
+    """``I/N``: every N-th document starting at I (0-based); shards of one list are disjoint."""
+    if not spec:
+        return docs
+    try:
+        index, count = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard wants I/N, got {spec!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {spec}: need 0 <= I < N")
+    return docs[index::count]
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -219,13 +261,15 @@ def evaluate_path(model_path: str, docs: Iterable[str], batch_docs: int = 64, ks
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--model", required=True, help="artifact (.pt) or n-gram (.pkl.gz)")
+    parser.add_argument("--model", help="artifact (.pt) or n-gram (.pkl.gz)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="plain-text file, one document per line")
     source.add_argument("--corpus", help="any other supported corpus (format detected)")
+    source.add_argument("--merge", nargs="+", metavar="JSON", help="merge shard results instead of evaluating")
     parser.add_argument("--split", default="test", help="aclImdb split (default: test)")
     parser.add_argument("--max-docs", type=int, help="evaluate a seeded random sample of N documents")
     parser.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
+    parser.add_argument("--shard", help="I/N: evaluate every N-th sampled document from I (merge with --merge)")
     parser.add_argument("--batch-docs", type=int, default=64, help="documents decoded together")
     parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--no-ksr", action="store_true", help="skip keystroke savings (faster)")
@@ -234,10 +278,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    docs = load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed)
-    result = evaluate_path(args.model, docs, args.batch_docs, not args.no_ksr)
-    result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
-                        "seed": args.seed}
+    if args.merge:
+        result = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
+    else:
+        if not args.model:
+            parser.error("--model is required unless --merge is given")
+        try:
+            docs = shard(load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed), args.shard)
+        except ValueError as exc:
+            parser.error(str(exc))
+        result = evaluate_path(args.model, docs, args.batch_docs, not args.no_ksr)
+        result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
+                            "seed": args.seed, "shard": args.shard}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     if args.json:

@@ -66,6 +66,7 @@ class TrainConfig:
     eval_tokens: int = 200_000
     seed: int = 1234
     threads: int | None = None
+    device: str = "auto"
     dry_run: bool = False
 
 
@@ -143,13 +144,31 @@ class StreamBatcher:
         return chunk[:, :-1], chunk[:, 1:], wrapped
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto`` takes a CUDA GPU when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        # TF32 matmuls: the recurrent and vocabulary GEMMs dominate and tolerate it.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Weights on the CPU, so checkpoints load anywhere (export runs on CPU)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 @torch.no_grad()
 def evaluate_loss(model: RNNLanguageModel, stream: np.ndarray, max_tokens: int, batch: int = 16) -> float:
     """Mean per-piece cross-entropy over the first ``max_tokens`` of ``stream``."""
     model.eval()
+    device = model.embedding.weight.device
     stream = stream[: max_tokens + 1]
     per_row = (len(stream) - 1) // batch
-    data = torch.from_numpy(stream[: per_row * batch + 1].astype(np.int64))
+    data = torch.from_numpy(stream[: per_row * batch + 1].astype(np.int64)).to(device)
     inputs = data[:-1].view(batch, per_row)
     targets = data[1:].view(batch, per_row)
     state = model.init_state(batch)
@@ -210,7 +229,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         num_layers=cfg.num_layers,
         dropout=cfg.dropout,
     )
-    model = RNNLanguageModel(model_cfg)
+    device = pick_device(cfg.device)
+    model = RNNLanguageModel(model_cfg).to(device)  # before the optimiser sees its parameters
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -234,10 +254,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     elif resume:
         log.info("no %s yet: starting fresh", last_path)
 
+    batcher.rows = batcher.rows.to(device)
     ddp_model: nn.Module = nn.parallel.DistributedDataParallel(model) if distributed else model
     n_params = count_parameters(model)
     if is_main:
-        log.info("%s model: %d parameters; %s", cfg.cell, n_params, model_cfg)
+        log.info("%s model: %d parameters on %s; %s", cfg.cell, n_params, device, model_cfg)
 
     tokens_per_step = cfg.batch_size * cfg.seq_len * world
     budget_tokens = cfg.max_tokens or (batcher.tokens_per_epoch * world if not cfg.max_minutes else None)
@@ -255,7 +276,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     def checkpoint(val_loss: float) -> None:
         nonlocal best_loss
         payload = {
-            "model": model.state_dict(),
+            "model": cpu_state_dict(model),
             "model_config": model_cfg.to_dict(),
             "train_config": asdict(cfg),
             "optimizer": optimizer.state_dict(),

@@ -89,3 +89,31 @@ def test_cli_prints_json(tmp_path: Path, tiny_models: dict[str, Path], capsys: p
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"docs", "words", "top1", "top3", "word_ppl", "ksr", "model"} <= out.keys()
     assert out["docs"] == 2 and out["ksr"] is None
+
+
+def test_shards_merge_to_the_whole_set(tmp_path: Path, tiny_models: dict[str, Path], tiny_corpus: Path) -> None:
+    """Evaluating in disjoint shards (e.g. one process per core) gives the same figures as one run."""
+    text = tmp_path / "docs.txt"
+    text.write_text("\n".join(tiny_corpus.read_text().splitlines()[:5]) + "\n")
+    model = str(tiny_models["gru"])
+    whole = tmp_path / "whole.json"
+    main(["--model", model, "--text", str(text), "--out", str(whole)])
+    parts = []
+    for index in range(2):
+        part = tmp_path / f"part{index}.json"
+        main(["--model", model, "--text", str(text), "--shard", f"{index}/2", "--out", str(part)])
+        parts.append(str(part))
+    assert [json.loads(Path(p).read_text())["docs"] for p in parts] == [3, 2]
+    merged = tmp_path / "merged.json"
+    main(["--merge", *parts, "--out", str(merged)])
+    expected, got = json.loads(whole.read_text()), json.loads(merged.read_text())
+    for key in ("docs", "words", "top1", "top3", "ksr", "queries"):
+        assert got[key] == expected[key], key
+    assert got["word_ppl"] == pytest.approx(expected["word_ppl"], rel=1e-4)
+
+
+def test_bad_shard_is_a_clear_error(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    text = tmp_path / "docs.txt"
+    text.write_text("one document\n")
+    with pytest.raises(SystemExit):
+        main(["--model", str(tiny_models["gru"]), "--text", str(text), "--shard", "2/2"])
