@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     deadline_ms: float = Field(1000.0, gt=0, description="per request, queueing and compute together")
     cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="prefix-state cache size per backend; 0 off")
     threads: int = Field(2, ge=1, description="torch intra-op threads")
+    precision: Literal["fp32", "fp16"] = Field(
+        "fp16", description="fp16: weights packed at load for fast small-batch CPU steps (model.packing)"
+    )
     prefill_chunk: int = Field(256, ge=1, description="context tokens read per iteration per request")
 
     # Decoding

@@ -72,7 +72,7 @@ async def load_models(state: ServerState, loader: Loader) -> None:
             engine = InferenceEngine(lm, cfg, observer)
             engine.start()
             state.engines[name], state.observers[name] = engine, observer
-            log.info("loaded %s from %s (%s parameters)", name, path, lm.card.get("parameters"))
+            log.info("loaded %s from %s (%s parameters, %s)", name, path, lm.card.get("parameters"), lm.precision)
         if settings.default_model not in state.engines:
             raise RuntimeError(f"default model {settings.default_model!r} is not configured")
         state.ready = True
@@ -83,7 +83,7 @@ async def load_models(state: ServerState, loader: Loader) -> None:
 
 def create_app(settings: Settings | None = None, loader: Loader | None = None) -> FastAPI:
     settings = settings or Settings()
-    loader = loader or (lambda path, name: load_artifact(path, name))
+    loader = loader or (lambda path, name: load_artifact(path, name, settings.precision))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -46,6 +46,7 @@ class ErrorResponse(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     card: dict
+    precision: str = "fp32"  # weights as served (the artifact file is fp32)
 
 
 class ModelsResponse(BaseModel):

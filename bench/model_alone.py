@@ -98,7 +98,7 @@ def run_model_alone(
     texts = cold_texts(docs if docs is not None else load_documents(), n_texts, seed)
     out: dict[str, Any] = {}
     for name, path in models.items():
-        lm = load_artifact(path, name)
+        lm = load_artifact(path, name, settings.precision)
         per: dict[str, Any] = {}
         for b in batch_sizes:
             per[str(b)] = measure_batch_size(lm, texts, b, seconds, cfg.decode, cfg.max_batch_rows)
@@ -107,6 +107,7 @@ def run_model_alone(
             "batch_sizes": per,
             "best_requests_per_s": max(v["requests_per_s"] for v in per.values()),
             "threads": threads,
+            "precision": lm.precision,
             "decode": {"beam": cfg.decode.beam, "k": 3, "max_words": 0, "cache": None},
         }
     return out

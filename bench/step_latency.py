@@ -30,9 +30,9 @@ def _time(fn, repeats: int) -> dict[str, float]:
     return {"mean_ms": round(statistics.fmean(samples), 3), "p50_ms": round(statistics.median(samples), 3)}
 
 
-def measure(path: str, threads: int, repeats: int) -> dict[str, dict[str, float]]:
+def measure(path: str, threads: int, repeats: int, precision: str = "fp32") -> dict[str, dict[str, float]]:
     torch.set_num_threads(threads)
-    lm = load_artifact(path)
+    lm = load_artifact(path, precision=precision)
     m, v = lm.module, lm.tokenizer.vocab_size
     out = {}
     with torch.inference_mode():
@@ -49,9 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["model/artifacts/gru.pt", "model/artifacts/lstm.pt"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16"], choices=["fp32", "fp16"])
     parser.add_argument("--out")
     args = parser.parse_args(argv)
-    result = {f"{Path(p).stem}@{t}thr": measure(p, t, args.repeats) for t in args.threads for p in args.models}
+    result = {
+        f"{Path(p).stem}@{t}thr" + ("" if prec == "fp32" else f"@{prec}"): measure(p, t, args.repeats, prec)
+        for prec in args.precisions
+        for t in args.threads
+        for p in args.models
+    }
     text = json.dumps(result, indent=2)
     if args.out:
         Path(args.out).write_text(text)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from model.network import ModelConfig, RNNLanguageModel, count_parameters
+from model.packing import packed, rebuild_eager
 from model.tokenizer import PieceTokenizer
 
 TOKENIZER_FILE = "tokenizer.model"
@@ -40,7 +41,7 @@ def checksum(tokenizer_bytes: bytes, state_dict: dict[str, Tensor]) -> str:
     return digest.hexdigest()
 
 
-def script_model(model: RNNLanguageModel) -> torch.jit.ScriptModule:
+def script_model(model: torch.nn.Module) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         return torch.jit.script(model.eval())
@@ -79,6 +80,7 @@ class LanguageModel:
     tokenizer: PieceTokenizer
     card: dict[str, Any]
     path: Path | None = None
+    precision: str = "fp32"  # weights as served: "fp32" (as stored) or "fp16" (packed at load)
     zero_state: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,8 +92,12 @@ class LanguageModel:
         return self.tokenizer.eos_id
 
 
-def load_artifact(path: str | Path, name: str | None = None) -> LanguageModel:
-    """Load and verify an artifact written by :func:`write_artifact`."""
+def load_artifact(path: str | Path, name: str | None = None, precision: str = "fp32") -> LanguageModel:
+    """Load and verify an artifact written by :func:`write_artifact`.
+
+    ``precision="fp16"`` serves the same verified weights packed for fast small-batch CPU
+    inference (:mod:`model.packing`); the file itself is always fp32.
+    """
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
@@ -113,7 +119,10 @@ def load_artifact(path: str | Path, name: str | None = None) -> LanguageModel:
     tokenizer = PieceTokenizer(tokenizer_bytes)
     if tokenizer.vocab_size != card["vocab_size"]:
         raise ArtifactError(f"{path}: tokenizer has {tokenizer.vocab_size} pieces, card says {card['vocab_size']}")
-    return LanguageModel(name or card["config"]["cell"], module, tokenizer, card, path)
+    if precision != "fp32":
+        eager = rebuild_eager(ModelConfig(**card["config"]), module.state_dict())
+        module = script_model(packed(eager, precision))
+    return LanguageModel(name or card["config"]["cell"], module, tokenizer, card, path, precision)
 
 
 def update_card(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:

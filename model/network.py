@@ -74,6 +74,8 @@ class RNNLanguageModel(nn.Module):
             else nn.Identity()
         )
         self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        # Set only by untie_head(): an inference copy of the tied output as its own Linear.
+        self.head: nn.Module | None = None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -123,7 +125,23 @@ class RNNLanguageModel(nn.Module):
     # ----------------------------------------------------------------- heads
     def logits(self, hidden: Tensor) -> Tensor:
         """Hidden states [..., H] -> vocabulary logits [..., V] via the tied embedding."""
+        if self.head is not None:
+            return self.head(self.projection(hidden))
         return F.linear(self.projection(hidden), self.embedding.weight, self.output_bias)
+
+    def untie_head(self) -> None:
+        """Copy the tied output weights into an ``nn.Linear`` of their own (inference only).
+
+        Weight-packing backends (:mod:`model.packing`) rewrite ``nn.Linear`` modules; the tied
+        output is a plain ``F.linear`` over the embedding, so it needs its own module first.
+        The copy is no longer tied: do not train after this.
+        """
+        vocab, emb = self.embedding.weight.shape
+        head = nn.Linear(emb, vocab)
+        with torch.no_grad():
+            head.weight.copy_(self.embedding.weight)
+            head.bias.copy_(self.output_bias)
+        self.head = head
 
     def log_probs_from_state(self, state: Tensor) -> Tensor:
         """Next-piece log-probabilities [B, V] from a packed state (top layer's h)."""

@@ -110,12 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not (args.tokenizer and args.corpus):
             parser.error("--tokenizer and --corpus are needed to score snapshots")
+        if args.snapshots and not args.points_dir:
+            parser.error("--snapshots needs --points-dir")
         tokenizer = PieceTokenizer(Path(args.tokenizer).read_bytes())
         docs = load_docs(None, args.corpus, args.split, args.max_docs, args.seed)
         meta = {"docs": len(docs), "split": args.split, "seed": args.seed, "corpus": args.corpus}
         if args.snapshots:
-            if not args.points_dir:
-                parser.error("--snapshots needs --points-dir")
             out_dir = Path(args.points_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
             for snapshot in map(Path, args.snapshots):

@@ -217,6 +217,11 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         total.add(DocScore(**sums))
     merged = summarize(results[0]["model"], sum(r["docs"] for r in results), ws_tokens, total, nll,
                        max(r["seconds"] for r in results), ksr_flags.pop())
+    precisions = {r.get("precision") for r in results}
+    if len(precisions) != 1:
+        raise ValueError(f"shards disagree on precision: {sorted(map(str, precisions))}")
+    if precisions != {None}:
+        merged["precision"] = precisions.pop()
     if "source" in results[0]:
         merged["source"] = {**results[0]["source"], "shard": None, "merged_shards": len(results)}
     return merged
@@ -247,15 +252,17 @@ def load_docs(text: str | None, corpus: str | None, split: str, max_docs: int | 
     return docs
 
 
-def evaluate_path(model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True) -> dict[str, Any]:
+def evaluate_path(
+    model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32"
+) -> dict[str, Any]:
     docs = list(docs)
     if model_path.endswith((".pkl", ".pkl.gz")):
         from training.ngram import NgramModel
 
         return evaluate_predictor(f"ngram:{Path(model_path).name}", NgramModel.load(model_path), docs, ksr)
-    lm = load_artifact(model_path)
+    lm = load_artifact(model_path, precision=precision)
     lm.name = Path(model_path).stem
-    return evaluate_neural(lm, docs, batch_docs, ksr)
+    return {**evaluate_neural(lm, docs, batch_docs, ksr), "precision": precision}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -273,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-docs", type=int, default=64, help="documents decoded together")
     parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--no-ksr", action="store_true", help="skip keystroke savings (faster)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
+                        help="weights as the server would hold them (fp16: packed at load, as served by default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
@@ -287,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
             docs = shard(load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed), args.shard)
         except ValueError as exc:
             parser.error(str(exc))
-        result = evaluate_path(args.model, docs, args.batch_docs, not args.no_ksr)
+        result = evaluate_path(args.model, docs, args.batch_docs, not args.no_ksr, args.precision)
         result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
                             "seed": args.seed, "shard": args.shard}
     if args.out:

@@ -13,5 +13,8 @@ router = APIRouter(prefix="/v1", tags=["models"])
 
 @router.get("/models", response_model=ModelsResponse)
 async def list_models(state: ServerState = Depends(get_state)) -> ModelsResponse:
-    models = [ModelInfo(name=name, card=engine.lm.card) for name, engine in sorted(state.engines.items())]
+    models = [
+        ModelInfo(name=name, card=engine.lm.card, precision=engine.lm.precision)
+        for name, engine in sorted(state.engines.items())
+    ]
     return ModelsResponse(models=models, default=state.settings.default_model)
