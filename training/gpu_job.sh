@@ -4,6 +4,7 @@
 # both, then evaluate the exports on every core (top-k on the 2,000-review set, keystroke
 # savings on its first 200), all inside a fixed wall-clock budget.
 #
+#   python -m training.stage --data-dir runs/imdb8k --corpus ../shared/data/aclImdb_v1.tar.gz --out .device
 #   IN=.device OUT=/tmp/out training/gpu_job.sh
 #
 # IN holds what the job reads (the device machine sees no ../shared): the prepared corpus

@@ -3,7 +3,7 @@
     python -m training.report --results docs/results --runs runs/gru runs/lstm > docs/results/tables.md
 
 Reads ``<results>/<set>_<model>.json`` files written by ``python -m training.evaluate --out``
-(sets: ``imdb500``, ``imdb200ksr``, ``wiki200``; models: ``gru``, ``lstm``, ``ngram``),
+(sets: ``imdb2000``, ``imdb500``, ``imdb200ksr``, ``wiki200``; models: ``gru``, ``lstm``, ``ngram``),
 ``<results>/step_latency.json`` (``python -m bench.step_latency``) and the artifacts' cards,
 and prints Markdown tables. Missing inputs print as "n/a": nothing is filled in by hand.
 """
@@ -32,16 +32,25 @@ def _fmt(value: Any, pct: bool = False) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+SETS = (
+    ("imdb2000", "IMDB test"),
+    ("imdb500", "IMDB test"),
+    ("imdb200ksr", "IMDB test"),
+    ("wiki200", "WikiText-2 valid"),
+)
+
+
 def results_table(results: Path) -> str:
-    rows = ["| model | set | docs | words | top-1 | top-3 | word_ppl | ksr (k=3) |", "|---" * 8 + "|"]
+    rows = ["| model | set | docs | words | weights | top-1 | top-3 | word_ppl | ksr (k=3) |", "|---" * 9 + "|"]
     for name in MODELS:
-        for data_set, label in (("imdb500", "IMDB test"), ("imdb200ksr", "IMDB test"), ("wiki200", "WikiText-2 valid")):
+        for data_set, label in SETS:
             r = _load(results / f"{data_set}_{name}.json")
             if r is None:
                 continue
+            weights = r.get("precision", "n-gram" if name == "ngram" else "fp32")
             rows.append(
-                f"| {name} | {label} ({data_set}) | {r['docs']} | {r['words']:,} | {_fmt(r['top1'], True)} | "
-                f"{_fmt(r['top3'], True)} | {r['word_ppl']} | {_fmt(r.get('ksr'), True)} |"
+                f"| {name} | {label} ({data_set}) | {r['docs']} | {r['words']:,} | {weights} | "
+                f"{_fmt(r['top1'], True)} | {_fmt(r['top3'], True)} | {r['word_ppl']} | {_fmt(r.get('ksr'), True)} |"
             )
     return "\n".join(rows)
 
@@ -49,8 +58,9 @@ def results_table(results: Path) -> str:
 def models_table(artifacts: Path, results: Path) -> str:
     latency = _load(results / "step_latency.json") or {}
     rows = [
-        "| model | parameters | file size | training tokens | training wall time | step b=1 (1 thr) | "
-        "step b=64 (1 thr) | step b=1 (2 thr) | step b=64 (2 thr) |",
+        "| model | parameters | file size | training tokens | training wall time | "
+        "step b=1, 1 thr (fp32 / fp16) | step b=64, 1 thr (fp32 / fp16) | "
+        "step b=1, 2 thr (fp32 / fp16) | step b=64, 2 thr (fp32 / fp16) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in ("gru", "lstm"):
@@ -59,8 +69,11 @@ def models_table(artifacts: Path, results: Path) -> str:
         training = card.get("training", {})
 
         def step(batch: int, threads: int, name: str = name) -> str:
-            cell = latency.get(f"{name}@{threads}thr", {}).get(f"step_b{batch}")
-            return f"{cell['mean_ms']:.2f} ms" if cell else "n/a"
+            cells = []
+            for suffix in ("", "@fp16"):
+                cell = latency.get(f"{name}@{threads}thr{suffix}", {}).get(f"step_b{batch}")
+                cells.append(f"{cell['mean_ms']:.2f}" if cell else "n/a")
+            return " / ".join(cells) + " ms"
 
         rows.append(
             f"| {name} | {card['parameters']:,} | {path.stat().st_size / 1e6:.1f} MB | "

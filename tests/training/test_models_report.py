@@ -20,9 +20,10 @@ def test_tables_come_from_result_files(tmp_path: Path, tiny_models: dict[str, Pa
         shutil.copy(path, artifacts / f"{name}.pt")
     (results / "imdb500_gru.json").write_text(json.dumps(
         {"docs": 3, "words": 40, "top1": 0.25, "top3": 0.5, "word_ppl": 99.5, "ksr": None}))
-    (results / "step_latency.json").write_text(json.dumps({"gru@1thr": {"step_b1": {"mean_ms": 0.5}}}))
+    (results / "step_latency.json").write_text(json.dumps({"gru@1thr": {"step_b1": {"mean_ms": 0.5}},
+                                                           "gru@1thr@fp16": {"step_b1": {"mean_ms": 0.25}}}))
     main(["--results", str(results), "--artifacts", str(artifacts)])
     out = capsys.readouterr().out
-    assert "| gru | IMDB test (imdb500) | 3 | 40 | 25.0% | 50.0% | 99.5 | n/a |" in out
-    assert "0.50 ms" in out and "| lstm |" in out
+    assert "| gru | IMDB test (imdb500) | 3 | 40 | fp32 | 25.0% | 50.0% | 99.5 | n/a |" in out
+    assert "0.50 / 0.25 ms" in out and "| lstm |" in out
     assert "lstm | IMDB" not in out  # no file, no row

@@ -1,0 +1,27 @@
+"""Staging the GPU job's inputs: the prepared corpus travels intact, the eval sets are the evaluator's samples."""
+
+from __future__ import annotations
+
+import json
+import lzma
+from pathlib import Path
+
+from training.evaluate import load_docs
+from training.stage import stage
+
+
+def test_stage_copies_the_corpus_and_writes_the_evaluators_samples(
+    tmp_path: Path, tiny_models: dict[str, Path], tiny_corpus: Path
+) -> None:
+    data_dir = tiny_models["gru"].parent / "data"
+    out = tmp_path / "stage"
+    stage(data_dir, str(tiny_corpus), out, sizes=(20, 5))
+    with lzma.open(out / "train.npy.xz") as fh:
+        assert fh.read() == (data_dir / "train.npy").read_bytes()
+    for size in (20, 5):
+        lines = (out / f"imdb-test-{size}.jsonl").read_text().splitlines()
+        assert [json.loads(line)["text"] for line in lines] == load_docs(None, str(tiny_corpus), "test", size, 0)
+    # Read back through the evaluator as a JSONL corpus: the same documents, same order.
+    assert load_docs(None, str(out / "imdb-test-20.jsonl"), "test", None, 0) == load_docs(
+        None, str(tiny_corpus), "test", 20, 0
+    )

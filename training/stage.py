@@ -1,0 +1,55 @@
+"""Stage what ``training/gpu_job.sh`` reads on a machine that cannot see ``../shared``.
+
+    python -m training.stage --data-dir runs/imdb8k --corpus ../shared/data/aclImdb_v1.tar.gz --out .device
+
+Copies a corpus prepared by ``training.train`` (the token streams, the train stream xz-compressed
+to fit a 64 MB upload, the tokenizer and summary) and writes the evaluation sets as JSONL: the
+same seeded samples ``training.evaluate --split test --max-docs N --seed 0`` draws, in the same
+order, so results on either side are on the same reviews.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import lzma
+import shutil
+from pathlib import Path
+
+from training.evaluate import load_docs
+
+log = logging.getLogger("training.stage")
+
+
+def stage(data_dir: Path, corpus: str, out: Path, sizes: tuple[int, ...] = (2000, 200), seed: int = 0) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "train.npy").open("rb") as src, lzma.open(out / "train.npy.xz", "wb", preset=3) as dst:
+        shutil.copyfileobj(src, dst, 1 << 22)
+    for name in ("valid.npy", "tokenizer.model", "summary.json"):
+        shutil.copy(data_dir / name, out / name)
+    docs = load_docs(None, corpus, "test", max(sizes), seed)
+    for size in sizes:
+        # random.sample draws the same first picks for any k here, so each smaller set is a prefix.
+        subset = load_docs(None, corpus, "test", size, seed)
+        if subset != docs[:size]:
+            raise RuntimeError(f"the {size}-document sample is not a prefix of the {max(sizes)}-document one")
+        with (out / f"imdb-test-{size}.jsonl").open("w") as fh:
+            for doc in subset:
+                fh.write(json.dumps({"text": doc}) + "\n")
+    log.info("staged %s (%.1f MB)", out, sum(f.stat().st_size for f in out.iterdir()) / 1e6)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--data-dir", required=True, help="a corpus folder prepared by training.train")
+    parser.add_argument("--corpus", required=True, help="the aclImdb corpus (its test split is sampled)")
+    parser.add_argument("--out", default=".device")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    stage(Path(args.data_dir), args.corpus, Path(args.out), seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()
