@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     batching: bool = Field(True, description="false: one request per model call (for comparison)")
     max_batch: int = Field(64, ge=1, description="most requests whose work shares one model call")
     max_batch_rows: int = Field(1024, ge=1, description="most rows (beam hypotheses) in one call")
-    max_wait_ms: float = Field(1.0, ge=0, description="longest the oldest queued request waits for a batch")
+    max_wait_ms: float = Field(
+        1.0, ge=0, description="longest the oldest queued request waits for a batch (skipped when arrivals are sparse)"
+    )
     queue_limit: int = Field(256, ge=1, description="requests waiting or running; more are rejected (503)")
     max_queue_wait_ms: float = Field(250.0, gt=0, description="reject new work while the oldest queued waited longer")
     deadline_ms: float = Field(1000.0, gt=0, description="per request, queueing and compute together")

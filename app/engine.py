@@ -131,6 +131,10 @@ class InferenceEngine:
         self.max_batch_seen = 0
         self.iterations = 0
         self._ema_iteration_s = 0.005
+        # Smoothed gap between arrivals: the batch window is only worth waiting for when
+        # another request is likely to arrive inside it (see _window_worth_waiting).
+        self._ema_gap_s = 0.0
+        self._last_arrival: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -173,6 +177,9 @@ class InferenceEngine:
                 raise Overloaded(retry_after=self._retry_after())
             self._admitted += 1
             self._inbox.append(req)
+            if self._last_arrival is not None:
+                self._ema_gap_s = 0.8 * self._ema_gap_s + 0.2 * (now - self._last_arrival)
+            self._last_arrival = now
             self._cond.notify()
         return req
 
@@ -272,10 +279,20 @@ class InferenceEngine:
             while self._running and self._inbox and len(self._active) + len(self._inbox) < cfg.max_batch:
                 oldest = self._inbox[0].enqueued
                 remaining = oldest + cfg.max_wait_ms / 1000 - time.perf_counter()
-                if remaining <= 0 or self._active:
+                if remaining <= 0 or self._active or not self._window_worth_waiting():
                     # Ongoing requests never stall: new arrivals join at the next step.
                     return
                 self._cond.wait(remaining)
+
+    def _window_worth_waiting(self) -> bool:
+        """Wait for batchmates only when arrivals come faster than one per two windows.
+
+        An idle engine that waits ``max_wait_ms`` for company at 10 requests/s adds that
+        wait to almost every request and gains nothing; under a burst the gaps are short
+        and the window fills the batch. (Once work is in flight, new arrivals join at the
+        next step anyway: continuous batching needs no window.)
+        """
+        return self._ema_gap_s < 2 * self.config.max_wait_ms / 1000
 
     def _worker(self) -> None:
         torch.set_grad_enabled(False)
