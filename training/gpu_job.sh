@@ -42,7 +42,7 @@ package() {
 trap package EXIT
 
 mkdir -p "$OUT" "$WORK/data" "$WORK/logs" "$WORK/points" "$WORK/eval" "$WORK/runs"
-say "$(nproc) cores; $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo no GPU)"
+say "$(nproc --all) cores; $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo no GPU)"
 $PY -c "import torch, sentencepiece, numpy, tqdm; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
 # 1. the prepared corpus
