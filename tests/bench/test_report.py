@@ -109,3 +109,15 @@ def test_model_facts_fall_back_to_the_artifacts(results: dict, tmp_path: Path) -
     text = render(without, tmp_path / "REPORT.md", "x.json")
     gvl = text.split("## GRU vs LSTM")[1].split("##")[0]
     assert "artifact read at report time" in gvl and " MB" in gvl
+
+
+def test_model_alone_is_interpolated_at_the_servers_batch_size() -> None:
+    from bench.report import alone_at_server_batch
+
+    alone = {"batch_sizes": {"1": {"requests_per_s": 100.0}, "8": {"requests_per_s": 240.0},
+                             "64": {"requests_per_s": 400.0}}}
+    config = {"search_status": "boundary", "max_rate_at_slo": 50.0,
+              "points": [{"rate": 50.0, "measured": 100, "server": {"mean_batch_requests": 4.5}}]}
+    value, batch = alone_at_server_batch(alone, config)
+    assert batch == 4.5 and value == 170.0  # halfway between batch 1 and batch 8
+    assert alone_at_server_batch(alone, {**config, "search_status": "first_point_failed"}) is None
