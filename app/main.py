@@ -10,6 +10,7 @@ drains: ``/readyz`` says 503, queued work is refused, in-flight work finishes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -75,6 +76,9 @@ async def load_models(state: ServerState, loader: Loader) -> None:
             log.info("loaded %s from %s (%s parameters, %s)", name, path, lm.card.get("parameters"), lm.precision)
         if settings.default_model not in state.engines:
             raise RuntimeError(f"default model {settings.default_model!r} is not configured")
+        # Everything loaded so far lives as long as the server: keep the cyclic GC from
+        # rescanning it on every collection (fewer multi-millisecond pauses on the hot path).
+        gc.freeze()
         state.ready = True
     except Exception as exc:
         state.load_error = str(exc)
