@@ -88,8 +88,9 @@ def curve_table(runs: list[Path]) -> str:
     for run in runs:
         for line in (run / "log.jsonl").read_text().splitlines():
             r = json.loads(line)
+            wall = r["wall_seconds"]
             rows.append(f"| {run.name} | {r['tokens_seen']:,} | {r['val_piece_ppl']} | {r['val_word_ppl']} | "
-                        f"{r['wall_seconds'] / 60:.0f} min |")
+                        + (f"{wall:.0f} s |" if wall < 600 else f"{wall / 60:.0f} min |"))
     return "\n".join(rows)
 
 
