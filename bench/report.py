@@ -366,7 +366,10 @@ def gru_vs_lstm(results: Mapping[str, Any]) -> list[str]:
     return [*lines, "", *_table(header, rows)]
 
 
-def render(results: Mapping[str, Any], out: Path, results_path: str, targets: Mapping[str, float] = BARS) -> str:
+def render(
+    results: Mapping[str, Any], out: Path, results_path: str, targets: Mapping[str, float] = BARS,
+    analysis: str | None = None, analysis_path: str | None = None,
+) -> str:
     meta = results.get("meta", {})
     machine = meta.get("machine", {})
     git = meta.get("git", {})
@@ -402,7 +405,8 @@ def render(results: Mapping[str, Any], out: Path, results_path: str, targets: Ma
         "",
         "```bash",
         meta.get("command", "python -m bench.sweep (command not recorded)"),
-        f"python -m bench.report --results {results_path} --out {out}",
+        f"python -m bench.report --results {results_path} --out {out}"
+        + (f" --analysis {analysis_path}" if analysis_path else ""),
     ]
     ma = results.get("model_alone") or {}
     if ma.get("command"):
@@ -422,6 +426,11 @@ def render(results: Mapping[str, Any], out: Path, results_path: str, targets: Ma
           "`--bar NAME=VALUE`).", ""]
 
     # Max rates.
+    if analysis:
+        # The why behind the misses is written by a person from profiles; it is kept in its
+        # own file so that regenerating the numbers never overwrites it.
+        L += ["## Why the misses (analysis)", "", analysis.strip(), ""]
+
     L += ["## Max rate at SLO per configuration", ""]
     if plot_max_rates(results, img_dir / f"{stem}_max_rate.png"):
         L += [f"![max rate at SLO]({stem}_max_rate.png)", ""]
@@ -532,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default="bench/results/sweep.json")
     p.add_argument("--out", default="bench/results/REPORT.md")
+    p.add_argument("--analysis", default=None, help="Markdown file with the profile-based analysis to include")
     p.add_argument("--bar", action="append", default=[], metavar="NAME=VALUE",
                    help=f"override a bar target ({', '.join(BARS)})")
     args = p.parse_args(argv)
@@ -544,7 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = json.loads(Path(args.results).read_text(encoding="utf-8"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, out, args.results, targets), encoding="utf-8")
+    analysis = Path(args.analysis).read_text(encoding="utf-8") if args.analysis else None
+    out.write_text(render(results, out, args.results, targets, analysis, args.analysis), encoding="utf-8")
     print(f"wrote {out}")
     return 0
 

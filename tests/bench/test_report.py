@@ -121,3 +121,17 @@ def test_model_alone_is_interpolated_at_the_servers_batch_size() -> None:
     value, batch = alone_at_server_batch(alone, config)
     assert batch == 4.5 and value == 170.0  # halfway between batch 1 and batch 8
     assert alone_at_server_batch(alone, {**config, "search_status": "first_point_failed"}) is None
+
+
+def test_analysis_is_included_and_named_in_the_commands(results: dict, tmp_path: Path) -> None:
+    from bench.report import main
+
+    fixture = tmp_path / "sweep.json"
+    fixture.write_text(json.dumps(results))
+    analysis = tmp_path / "ANALYSIS.md"
+    analysis.write_text("P2 misses because the model alone gains only 2.5x from batching.\n")
+    out = tmp_path / "REPORT.md"
+    main(["--results", str(fixture), "--out", str(out), "--analysis", str(analysis)])
+    text = out.read_text()
+    assert "## Why the misses (analysis)" in text and "gains only 2.5x" in text
+    assert f"--analysis {analysis}" in text
