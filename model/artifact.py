@@ -139,6 +139,4 @@ def update_card(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
 def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[RNNLanguageModel, ModelConfig]:
     """Rebuild the eager network from a training checkpoint dictionary."""
     config = ModelConfig(**ckpt["model_config"])
-    model = RNNLanguageModel(config)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), config
+    return rebuild_eager(config, ckpt["model"]), config
