@@ -135,3 +135,16 @@ def test_analysis_is_included_and_named_in_the_commands(results: dict, tmp_path:
     text = out.read_text()
     assert "## Why the misses (analysis)" in text and "gains only 2.5x" in text
     assert f"--analysis {analysis}" in text
+
+
+def test_top1_evaluated_after_the_sweep_is_taken_only_from_the_same_model(results: dict, tmp_path: Path) -> None:
+    from bench.sweep import model_facts
+
+    now = model_facts(["gru"])["gru"]["card"]
+    if not now or now.get("top1") is None:
+        pytest.skip("the bundled GRU carries no evaluation")
+    for checksum, expected in ((now["checksum"], f"{now['top1']:.4f}"), ("another-model", "n/a")):
+        models = {**results.get("models", {}), "gru": {"file_bytes": 1, "card": {"checksum": checksum, "top1": None}}}
+        text = render({**results, "models": models}, tmp_path / "REPORT.md", "x.json")
+        gru_row = next(line for line in text.split("## GRU vs LSTM")[1].splitlines() if line.startswith("| gru"))
+        assert f"| {expected} |" in gru_row
