@@ -60,10 +60,8 @@ class NextWordAPI(ls.LitAPI):
         cfg = engine_config(settings)
         self.options = cfg.decode
         self.max_rows = cfg.max_batch_rows
-        from app.config import Settings
-
         # The server's own default precision, so both serve the same weights the same way.
-        self.lm = load_artifact(self.model_path, self.model_name, Settings().precision)
+        self.lm = load_artifact(self.model_path, self.model_name, settings.precision)
         warm_up(self.lm, self.options)  # the same warm-up the nextword server does
 
     # No annotations on ``request`` / the response: LitServe reads them to pick FastAPI's

@@ -189,6 +189,13 @@ def bars(results: Mapping[str, Any], targets: Mapping[str, float] = BARS) -> lis
     return rows
 
 
+def _artifact_facts(backend: str) -> dict[str, Any]:
+    """The bundled artifact's facts as they are now (size, card), as the sweep records them."""
+    from bench.sweep import model_facts
+
+    return model_facts([backend])[backend]
+
+
 def alone_at_server_batch(
     alone: Mapping[str, Any] | None, config: Mapping[str, Any] | None
 ) -> tuple[float, float] | None:
@@ -347,18 +354,14 @@ def gru_vs_lstm(results: Mapping[str, Any]) -> list[str]:
         cells.append(mr.fmt(1, " req/s") if mr else NOT_MEASURED)
         facts = (results.get("models") or {}).get(b)
         if facts is None:  # an older results file: read the artifact now (and say so)
-            from bench.sweep import model_facts
-
-            facts = {**model_facts([b])[b], "read_at_report_time": True}
+            facts = {**_artifact_facts(b), "read_at_report_time": True}
         card = facts.get("card") or {}
         top1 = card.get("top1")
         if top1 is None and card.get("checksum"):
             # Evaluated after the sweep: take it from the artifact if it is still the same model.
-            from bench.sweep import model_facts
-
-            now = model_facts([b])[b].get("card") or {}
-            if now.get("checksum") == card["checksum"] and now.get("top1") is not None:
-                top1 = now["top1"]
+            now = _artifact_facts(b).get("card") or {}
+            if now.get("checksum") == card["checksum"]:
+                top1 = now.get("top1")
         cells.append(f"{top1:.4f}" if isinstance(top1, int | float) else "n/a")
         size = facts.get("file_bytes")
         cells.append(f"{size / 1e6:.1f} MB" if size else "n/a")

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.network import ModelConfig, RNNLanguageModel, count_parameters
-from model.packing import packed, rebuild_eager
+from model.network import ModelConfig, RNNLanguageModel, count_parameters, rebuild_eager
+from model.packing import packed
 from model.tokenizer import PieceTokenizer
 
 TOKENIZER_FILE = "tokenizer.model"

@@ -183,6 +183,13 @@ class RNNLanguageModel(nn.Module):
         return self.log_probs_from_state(new_state), new_state
 
 
+def rebuild_eager(config: ModelConfig, state_dict: dict[str, Tensor]) -> RNNLanguageModel:
+    """The eager network with the given weights (a checkpoint's, or a loaded TorchScript module's)."""
+    model = RNNLanguageModel(config)
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
 def count_parameters(module: nn.Module) -> int:
     """Distinct parameters (tied weights counted once)."""
     return sum(p.numel() for p in module.parameters())

@@ -19,16 +19,9 @@ import warnings
 import torch
 from torch import nn
 
-from model.network import ModelConfig, RNNLanguageModel
+from model.network import RNNLanguageModel
 
 PRECISIONS = ("fp32", "fp16")
-
-
-def rebuild_eager(config: ModelConfig, state_dict: dict[str, torch.Tensor]) -> RNNLanguageModel:
-    """The eager network with the given weights (e.g. a loaded TorchScript module's)."""
-    model = RNNLanguageModel(config)
-    model.load_state_dict(state_dict)
-    return model.eval()
 
 
 def packed(model: RNNLanguageModel, precision: str) -> nn.Module:

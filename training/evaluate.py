@@ -247,8 +247,13 @@ def load_docs(text: str | None, corpus: str | None, split: str, max_docs: int | 
         docs = list(iter_documents(text, fmt="text"))
     else:
         docs = list(iter_documents(corpus, split=split))  # type: ignore[arg-type]
+    return sample_docs(docs, max_docs, seed)
+
+
+def sample_docs(docs: list[str], max_docs: int | None, seed: int) -> list[str]:
+    """The seeded sample :func:`load_docs` draws (all documents when there are few enough)."""
     if max_docs is not None and max_docs < len(docs):
-        docs = random.Random(seed).sample(docs, max_docs)
+        return random.Random(seed).sample(docs, max_docs)
     return docs
 
 
@@ -262,7 +267,7 @@ def evaluate_path(
         return evaluate_predictor(f"ngram:{Path(model_path).name}", NgramModel.load(model_path), docs, ksr)
     lm = load_artifact(model_path, precision=precision)
     lm.name = Path(model_path).stem
-    return {**evaluate_neural(lm, docs, batch_docs, ksr), "precision": precision}
+    return {**evaluate_neural(lm, docs, batch_docs, ksr), "precision": lm.precision}
 
 
 def main(argv: list[str] | None = None) -> None:

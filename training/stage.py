@@ -17,7 +17,7 @@ import lzma
 import shutil
 from pathlib import Path
 
-from training.evaluate import load_docs
+from training.evaluate import load_docs, sample_docs
 
 log = logging.getLogger("training.stage")
 
@@ -28,10 +28,11 @@ def stage(data_dir: Path, corpus: str, out: Path, sizes: tuple[int, ...] = (2000
         shutil.copyfileobj(src, dst, 1 << 22)
     for name in ("valid.npy", "tokenizer.model", "summary.json"):
         shutil.copy(data_dir / name, out / name)
-    docs = load_docs(None, corpus, "test", max(sizes), seed)
+    everything = load_docs(None, corpus, "test", None, seed)  # read the corpus once
+    docs = sample_docs(everything, max(sizes), seed)
     for size in sizes:
         # random.sample draws the same first picks for any k here, so each smaller set is a prefix.
-        subset = load_docs(None, corpus, "test", size, seed)
+        subset = sample_docs(everything, size, seed)
         if subset != docs[:size]:
             raise RuntimeError(f"the {size}-document sample is not a prefix of the {max(sizes)}-document one")
         with (out / f"imdb-test-{size}.jsonl").open("w") as fh:
