@@ -7,5 +7,7 @@ from fastapi import Request
 from app.state import ServerState
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+    # hop on every request for what is one attribute read.
     return request.app.state.server

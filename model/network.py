@@ -109,11 +109,21 @@ class RNNLanguageModel(nn.Module):
         out, h = self.gru(x, parts[0])
         return out, self._pack([h])
 
-    def _recur_packed(self, x: Tensor, lengths: Tensor, state: Tensor) -> Tensor:
-        """Run rows of different lengths; return each row's state after its own last token."""
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, lengths, batch_first=True, enforce_sorted=False
-        )
+    def _recur_ragged(self, x: Tensor, lengths: Tensor, state: Tensor) -> Tensor:
+        """Run rows of different lengths; return each row's state after its own last token.
+
+        Rows of one length (always so at batch 1, the common case at low load) take a plain
+        sequence call: with fp16-packed cells that measured 1-2 ms faster for a 10-55 token
+        context than ``pack_padded_sequence``, whose packed path re-enters the kernel per
+        time step (an A/B of both paths on the bundled models, 60 interleaved calls each).
+        Mixed lengths are packed, the faster of the two exact ways tried for them
+        (running segments between distinct lengths was slower).
+        """
+        lengths = lengths.to(torch.int64).cpu()
+        if bool((lengths == lengths[0]).all()):
+            _, new_state = self._recur(x[:, : int(lengths[0])], state)
+            return new_state
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         parts = self._unpack(state)
         if self.lstm is not None:
             _, (h, c) = self.lstm(packed, (parts[0], parts[1]))
@@ -169,10 +179,7 @@ class RNNLanguageModel(nn.Module):
         and the state there. Equivalent to ``lengths[i]`` calls of :meth:`step`.
         """
         x = self.embedding(tokens)
-        if tokens.size(1) == 1:
-            _, new_state = self._recur(x, state)
-        else:
-            new_state = self._recur_packed(x, lengths.to(torch.int64).cpu(), state)
+        new_state = self._recur_ragged(x, lengths, state)
         return self.log_probs_from_state(new_state), new_state
 
     @torch.jit.export

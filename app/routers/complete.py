@@ -5,17 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from app.deps import get_state
 from app.engine import DeadlineExceeded, EngineResult, EngineStopped, Overloaded
-from app.schemas import (
-    CompleteRequest,
-    CompleteResponse,
-    Completion,
-    ErrorResponse,
-    TimingMs,
-    WordSuggestion,
-)
+from app.schemas import CompleteRequest, CompleteResponse, ErrorResponse
 from app.state import ServerState
 
 router = APIRouter(prefix="/v1", tags=["complete"])
@@ -74,15 +68,29 @@ async def complete(body: CompleteRequest, request: Request, state: ServerState =
         req.cancel()  # harmless once finished; drops queued work if we are leaving early
     if answer is None:  # client went away: nobody reads this response
         raise HTTPException(499, "client closed request")
+    return _encode(name, answer)
+
+
+def _encode(name: str, answer: EngineResult) -> JSONResponse:
+    """The response body, serialised once.
+
+    The body is exactly :class:`CompleteResponse` (``tests/app/test_complete.py`` validates
+    it against that schema), built as plain data: returning a ``Response`` skips FastAPI's second pass, which
+    would re-validate the model against ``response_model`` and serialise it again on every
+    request of the hot path.
+    """
     result, timing = answer.result, answer.timing
-    completion = Completion(text=result.completion[0], confidence=result.completion[1]) if result.completion else None
-    return CompleteResponse(
-        model=name,
-        fragment=result.fragment,
-        suggestions=[WordSuggestion(word=w, prob=p) for w, p in result.suggestions],
-        completion=completion,
-        timing_ms=TimingMs(
-            queue=round(timing.queue_ms, 3), compute=round(timing.compute_ms, 3), total=round(timing.total_ms, 3)
-        ),
-        cache_hit=result.cache_hit,
-    )
+    completion = {"text": result.completion[0], "confidence": result.completion[1]} if result.completion else None
+    body = {
+        "model": name,
+        "fragment": result.fragment,
+        "suggestions": [{"word": w, "prob": p} for w, p in result.suggestions],
+        "completion": completion,
+        "timing_ms": {
+            "queue": round(timing.queue_ms, 3),
+            "compute": round(timing.compute_ms, 3),
+            "total": round(timing.total_ms, 3),
+        },
+        "cache_hit": result.cache_hit,
+    }
+    return JSONResponse(body)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from app.schemas import CompleteResponse
 from model.artifact import load_artifact
 
 RESPONSE_FIELDS = {"model", "fragment", "suggestions", "completion", "timing_ms", "cache_hit"}
@@ -23,6 +24,7 @@ LONG_TEXT = ("I think the movie was great. Honestly the plot was predictable. " 
 def check_answer(body: dict, k: int | None = None) -> None:
     """The response schema and the invariants every answer obeys."""
     assert set(body) == RESPONSE_FIELDS
+    CompleteResponse.model_validate(body)  # the body is built by hand: it must match the declared schema
     assert isinstance(body["model"], str)
     assert isinstance(body["fragment"], str)
     assert isinstance(body["cache_hit"], bool)

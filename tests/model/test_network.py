@@ -18,10 +18,12 @@ def _model(cell: str, layers: int = 2, hidden: int = 48) -> RNNLanguageModel:
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_prefill_equals_steps(cell: str) -> None:
+@pytest.mark.parametrize("row_lengths", [[9, 5, 1, 7], [6, 6, 6, 6], [1, 1, 1, 1]], ids=["mixed", "equal", "ones"])
+def test_prefill_equals_steps(cell: str, row_lengths: list[int]) -> None:
+    # "equal": every row one length, with padding columns beyond it (the plain, unpacked path)
     model = _model(cell)
     tokens = torch.randint(0, 97, (4, 9))
-    lengths = torch.tensor([9, 5, 1, 7])
+    lengths = torch.tensor(row_lengths)
     logp, state = model.prefill(tokens, lengths, model.init_state(4))
     for row in range(4):
         s = model.init_state(1)
