@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from model.batching import Decoding, ModelCall
+from model.prefix_cache import StepMemo
 from model.text import WORD_RE, words
 from model.tokenizer import PieceTokenizer
 
@@ -41,7 +42,11 @@ NEG_INF = float("-inf")
 class _Hyp:
     text: str  # surface continuation so far (may start with a space)
     score: float  # log-probability of its pieces
-    pieces: int = 0
+    ids: tuple[int, ...] = ()  # its pieces
+
+    @property
+    def pieces(self) -> int:
+        return len(self.ids)
 
     @property
     def word(self) -> str:
@@ -70,6 +75,49 @@ def _word_mask(tok: PieceTokenizer, hyp: _Hyp, fragment: str, require_space: boo
     return tok.continuation
 
 
+def _expand(
+    memo: StepMemo | None, parents: Tensor, rows: list[int], new_ids: list[tuple[int, ...]]
+) -> Decoding[tuple[Tensor, Tensor]]:
+    """Log-probs and states after each new hypothesis (``new_ids``, grown from ``parents[rows]``).
+
+    Hypotheses the memo already holds cost nothing; the rest share ONE model call, and
+    their results go into the memo for the next request that tries them.
+    """
+    if memo is None:
+        return (yield ModelCall([[ids[-1]] for ids in new_ids], parents[rows]))
+    found = [memo.get(ids) for ids in new_ids]
+    missing = [i for i, entry in enumerate(found) if entry is None]
+    if not missing:
+        return torch.cat([e.logp for e in found if e is not None]), torch.cat([e.state for e in found if e is not None])
+    logp, state = yield ModelCall([[new_ids[i][-1]] for i in missing], parents[[rows[i] for i in missing]])
+    for j, i in enumerate(missing):
+        memo.put(new_ids[i], state[j : j + 1], logp[j : j + 1])
+    if len(missing) == len(found):
+        return logp, state
+    computed = {i: j for j, i in enumerate(missing)}
+    logps = [e.logp if e is not None else logp[computed[i]].unsqueeze(0) for i, e in enumerate(found)]
+    states = [e.state if e is not None else state[computed[i]].unsqueeze(0) for i, e in enumerate(found)]
+    return torch.cat(logps), torch.cat(states)
+
+
+def _additive(masks: Tensor) -> Tensor:
+    """Boolean masks as 0 / -inf terms to add to scores (measured ~2x cheaper than masked_fill)."""
+    return torch.where(masks, 0.0, NEG_INF)
+
+
+def _log_boundary_mass(tok: PieceTokenizer, logp: Tensor) -> Tensor:
+    """log P(the next piece does not continue the word) for each row of ``logp`` [rows, V].
+
+    Summed as probabilities in one matrix-vector product (~5x cheaper here than a masked
+    logsumexp); rows whose boundary mass underflows fp32 fall back to the exact logsumexp.
+    """
+    ends = (logp.exp() @ tok.boundary_weights).log()
+    underflow = torch.isneginf(ends)
+    if bool(underflow.any()):
+        ends[underflow] = torch.logsumexp(logp[underflow].masked_fill(~tok.boundary, NEG_INF), dim=1)
+    return ends
+
+
 def _is_finished_word(word: str, fragment: str) -> bool:
     return len(word) >= len(fragment) and word.startswith(fragment) and WORD_RE.fullmatch(word) is not None
 
@@ -83,28 +131,28 @@ def next_words(
     k: int = 3,
     beam: int = 8,
     max_pieces: int = 10,
+    memo: StepMemo | None = None,
 ) -> Decoding[list[tuple[str, float]]]:
     """Top-``k`` whole next words as ``(word, log-probability)``, best first.
 
     ``logp`` [1, V] and ``state`` [1, L, W] describe the model after the context;
     ``require_space`` says the context ended in whitespace (or is empty), so the word must
     be introduced by a space piece; otherwise it may also attach directly (after "(").
+    ``memo`` (the context's, from the prefix cache) reuses and records the beam's steps.
     """
     finals: dict[str, float] = {}
     hyps = [_Hyp("", 0.0)]
-    not_boundary = ~tok.boundary
     vocab = logp.size(1)
     for _ in range(max_pieces):
         finishing = [i for i, h in enumerate(hyps) if h.word and _is_finished_word(h.word, fragment)]
         if finishing:
-            # P(word ends here) = P(next piece does not continue it), for all such rows at once.
-            ends = torch.logsumexp(logp[finishing].masked_fill(not_boundary, NEG_INF), dim=1).tolist()
+            ends = _log_boundary_mass(tok, logp[finishing]).tolist()
             for i, end in zip(finishing, ends, strict=True):
                 word = hyps[i].word
                 finals[word] = _logaddexp(finals.get(word), hyps[i].score + end)
         masks = torch.stack([_word_mask(tok, h, fragment, require_space) for h in hyps])
-        scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp
-        top = torch.topk(scores.masked_fill(~masks, NEG_INF).flatten(), min(beam, masks.numel()))
+        scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp + _additive(masks)
+        top = torch.topk(scores.flatten(), min(beam, masks.numel()))
         keep = [(s, j) for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True) if s > NEG_INF]
         if not keep:
             break
@@ -113,10 +161,10 @@ def next_words(
         rows = [j // vocab for _, j in keep]
         pieces = [j % vocab for _, j in keep]
         hyps = [
-            _Hyp(hyps[r].text + tok.surfaces[p], s, hyps[r].pieces + 1)
+            _Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p))
             for (s, _), r, p in zip(keep, rows, pieces, strict=True)
         ]
-        logp, state = yield ModelCall([[p] for p in pieces], state[rows])
+        logp, state = yield from _expand(memo, state, rows, [h.ids for h in hyps])
     ranked = sorted(finals.items(), key=lambda kv: kv[1], reverse=True)
     return ranked[:k]
 
@@ -129,6 +177,7 @@ def complete_phrase(
     require_space: bool = True,
     max_words: int = 5,
     beam: int = 4,
+    memo: StepMemo | None = None,
 ) -> Decoding[tuple[str, float] | None]:
     """Best phrase continuation ``(surface text, confidence)`` or ``None`` if none finished.
 
@@ -151,7 +200,7 @@ def complete_phrase(
             in_word = hyp.text[-1].isalnum()
             if n_words >= max_words:
                 # Budget spent: end here (the next piece must not continue the word).
-                end = float(torch.logsumexp(logp[i][tok.boundary], dim=0)) if in_word else NEG_INF
+                end = float(_log_boundary_mass(tok, logp[i : i + 1])[0]) if in_word else NEG_INF
                 masks.append(tok.continuation if in_word else nothing)
             else:
                 end = float(logp[i][tok.eos_id])
@@ -159,7 +208,7 @@ def complete_phrase(
             if end > NEG_INF:
                 finished.append(((hyp.score + end) / (hyp.pieces + 1), hyp.text))
         scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp
-        scores = scores.masked_fill(~torch.stack(masks), NEG_INF).flatten()
+        scores = (scores + _additive(torch.stack(masks))).flatten()
         top = torch.topk(scores, min(beam, scores.numel()))
         vocab = logp.size(1)
         live: list[tuple[float, int, int]] = []
@@ -173,8 +222,8 @@ def complete_phrase(
                 live.append((s, r, p))
         if not live:
             break
-        hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, hyps[r].pieces + 1) for s, r, p in live]
-        logp, state = yield ModelCall([[p] for _, _, p in live], state[[r for _, r, _ in live]])
+        hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p)) for s, r, p in live]
+        logp, state = yield from _expand(memo, state, [r for _, r, _ in live], [h.ids for h in hyps])
     if not finished:
         return None
     score, text = max(finished)

@@ -8,6 +8,10 @@ a one- or two-token prefill (one more word), instead of re-reading the whole tex
 Lookup finds the *longest* cached prefix of the ids in one pass: rolling hashes of every
 prefix are computed incrementally (O(n)), probed from the longest down, and a hit is
 confirmed by comparing the stored ids, so a hash collision can never return a wrong state.
+
+The decoder's beam expansions are prefixes too (the context plus a few pieces), so it
+memoises them here (:class:`StepMemo`): the next keystroke of the same word, or the next
+context once the word is typed, finds them instead of running the network again.
 """
 
 from __future__ import annotations
@@ -31,12 +35,17 @@ class CacheEntry:
         return tensors + 8 * len(self.ids) + 200
 
 
+def extend_hash(h: int, token: int) -> int:
+    """The rolling hash of a prefix extended by one token (0 is the empty prefix's)."""
+    return hash((h, token))
+
+
 def _prefix_hashes(ids: list[int]) -> list[int]:
     """hashes[i] identifies ids[:i + 1]."""
     out: list[int] = []
     h = 0
     for t in ids:
-        h = hash((h, t))
+        h = extend_hash(h, t)
         out.append(h)
     return out
 
@@ -75,13 +84,30 @@ class PrefixStateCache:
             self.misses += 1
             return None
 
-    def insert(self, ids: list[int], state: Tensor, logp: Tensor) -> None:
+    def get(self, ids: tuple[int, ...], ids_hash: int) -> CacheEntry | None:
+        """The entry for exactly ``ids`` (whose rolling hash is ``ids_hash``), or None.
+
+        O(1) plus one tuple comparison: for callers that extend a known prefix's hash
+        (:class:`StepMemo`). Not counted in ``hits``/``misses``, which describe contexts.
+        """
+        if self.max_bytes <= 0:
+            return None
+        key = (len(ids), ids_hash)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.ids != ids:
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def insert(self, ids: list[int] | tuple[int, ...], state: Tensor, logp: Tensor,
+               ids_hash: int | None = None) -> None:
         if self.max_bytes <= 0 or not ids:
             return
         entry = CacheEntry(tuple(ids), state.detach().clone(), logp.detach().clone())
         if entry.nbytes > self.max_bytes:
             return
-        key = (len(ids), _prefix_hashes(ids)[-1])
+        key = (len(ids), ids_hash if ids_hash is not None else _prefix_hashes(list(ids))[-1])
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
@@ -96,3 +122,37 @@ class PrefixStateCache:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+
+
+class StepMemo:
+    """The cached model results of pieces tried after one context (the decoder's beam steps).
+
+    ``get(pieces)`` / ``put(pieces, ...)`` address the cache entry of ``context + pieces``;
+    hashes extend the context's incrementally, so a lookup costs O(len(pieces)) hashing plus
+    one comparison, whatever the context's length.
+    """
+
+    def __init__(self, cache: PrefixStateCache, context: list[int]) -> None:
+        self.cache = cache
+        self.context = tuple(context)
+        self._hashes: dict[tuple[int, ...], int] = {(): _prefix_hashes(context)[-1] if context else 0}
+        self.hits = 0
+        self.misses = 0
+
+    def _hash(self, pieces: tuple[int, ...]) -> int:
+        h = self._hashes.get(pieces)
+        if h is None:
+            h = extend_hash(self._hash(pieces[:-1]), pieces[-1])
+            self._hashes[pieces] = h
+        return h
+
+    def get(self, pieces: tuple[int, ...]) -> CacheEntry | None:
+        entry = self.cache.get(self.context + pieces, self._hash(pieces))
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def put(self, pieces: tuple[int, ...], state: Tensor, logp: Tensor) -> None:
+        self.cache.insert(self.context + pieces, state, logp, self._hash(pieces))

@@ -18,7 +18,7 @@ from torch import Tensor
 from model.artifact import LanguageModel
 from model.batching import Decoding, ModelCall
 from model.decoder import complete_phrase, next_words
-from model.prefix_cache import PrefixStateCache
+from model.prefix_cache import PrefixStateCache, StepMemo
 from model.text import normalize_prompt, split_fragment
 
 
@@ -91,14 +91,15 @@ def suggest(
     """Suggestions for ``text`` (see the module docstring)."""
     ids, fragment, require_space, _ = prompt_parts(lm, text)
     logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk)
+    memo = StepMemo(cache, ids) if cache is not None else None
     ranked = yield from next_words(
-        lm.tokenizer, logp, state, fragment, require_space, k=k, beam=max(options.beam, k)
+        lm.tokenizer, logp, state, fragment, require_space, k=k, beam=max(options.beam, k), memo=memo
     )
     suggestions = [(word, math.exp(score)) for word, score in ranked]
     completion = None
     if max_words > 0:
         phrase = yield from complete_phrase(
-            lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam
+            lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam, memo
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])

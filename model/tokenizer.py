@@ -50,6 +50,8 @@ class PieceTokenizer:
         self.continuation = continuation
         #: Pieces after which the current word is over (anything not continuing it).
         self.boundary = ~continuation
+        #: ``boundary`` as 0/1 weights: P(word ends) for many rows is one matrix-vector product.
+        self.boundary_weights = self.boundary.to(torch.float32)
         #: Pieces with visible text (not control or byte pieces): what a phrase may contain.
         self.printable = torch.tensor([bool(s) for s in surfaces])
         #: Pieces that end a sentence (contain . ! or ?): a phrase stops after one.

@@ -7,7 +7,7 @@ import math
 import torch
 
 from model.batching import drive
-from model.prefix_cache import PrefixStateCache
+from model.prefix_cache import PrefixStateCache, StepMemo
 from model.suggest import suggest
 
 
@@ -66,3 +66,33 @@ def test_cached_and_uncached_results_are_identical(gru_lm, lstm_lm) -> None:
         assert cache.hits > 0
         # Typing reads each context token about once instead of once per keystroke.
         assert prefilled_with_cache < 2 * len(lm.tokenizer.encode(typed))
+
+
+def test_step_memo_entries_are_prefixes_of_their_context() -> None:
+    # A beam step memoised after a context is an ordinary prefix entry: the next context
+    # (the word typed, then a space) finds it by the usual longest-prefix lookup.
+    cache = PrefixStateCache(1_000_000)
+    memo = StepMemo(cache, [0, 5, 6])
+    assert memo.get((7,)) is None
+    memo.put((7,), *_entry())
+    memo.put((7, 8), *_entry())
+    assert memo.get((7, 8)) is not None and memo.get((8,)) is None
+    assert cache.lookup([0, 5, 6, 7, 9]).ids == (0, 5, 6, 7)
+    assert cache.lookup([0, 5, 6, 7, 8]).ids == (0, 5, 6, 7, 8)
+    assert StepMemo(cache, [0, 5]).get((6, 7)) is not None  # same ids, another split
+    assert StepMemo(cache, [1, 5, 6]).get((7,)) is None
+
+
+def test_a_repeated_request_costs_no_model_call(gru_lm, lstm_lm) -> None:
+    for lm in (gru_lm, lstm_lm):
+        cache = PrefixStateCache(64 * 1024 * 1024)
+        for text in ("The movie was really", "The movie was really go", "I liked it "):
+            first = drive(lm.module, [suggest(lm, text, 3, 2, cache)])[0]
+            again = suggest(lm, text, 3, 2, cache)
+            try:
+                call = next(again)
+            except StopIteration as stop:  # answered from the cache alone
+                assert stop.value.suggestions == first.suggestions
+                assert stop.value.completion == first.completion
+            else:
+                raise AssertionError(f"{text!r}: a repeated request still ran the network ({call.rows} rows)")
