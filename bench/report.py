@@ -227,6 +227,11 @@ def _ratio_row(name: str, what: str, a: Bounded | None, b: Bounded | None, bar: 
     return {"bar": name, "what": what, "measured": measured, "target": f"≥ {bar:g}x", "verdict": v, "margin": m}
 
 
+def _overload_base(ov: Mapping[str, Any]) -> str:
+    """What the overload rate is a multiple of (older results: the max rate at SLO)."""
+    return "saturating rate" if ov.get("base_kind") == "saturating" else "max rate at SLO"
+
+
 def _overload_rows(backend: str, ov: Mapping[str, Any], targets: Mapping[str, float]) -> list[dict[str, str]]:
     if not ov or ov.get("error"):
         why = (ov or {}).get("error", "")
@@ -239,7 +244,7 @@ def _overload_rows(backend: str, ov: Mapping[str, Any], targets: Mapping[str, fl
     statuses = ", ".join(f"{k}: {v}" for k, v in ov["status_counts"].items())
     rows = [{
         "bar": "Overload",
-        "what": f"{backend}: {ov['factor']:g}x max rate ({ov['overload_rate']:.0f} req/s){flag}: "
+        "what": f"{backend}: {ov['factor']:g}x {_overload_base(ov)} ({ov['overload_rate']:.0f} req/s){flag}: "
                 "only 200 or 503+Retry-After",
         "measured": statuses + (f"; {missing_ra} 503 without Retry-After" if missing_ra else ""),
         "target": "0 other",
@@ -510,7 +515,13 @@ def render(
         if ov.get("error"):
             L.append(f"* {b}: {NOT_MEASURED} ({ov['error']})")
             continue
-        L.append(f"* {b}: {ov['overload_rate']:.0f} req/s ({ov['factor']:g}x {ov['base_rate']:g}) for "
+        probe = ov.get("saturation_probe")
+        if probe:
+            L.append(f"* {b}: saturation probe: {fmt(probe['offered_rps'])} req/s offered for {probe['seconds']:g} s, "
+                     f"{fmt(probe['ok_rps'])} req/s answered 200 (statuses {probe['status_counts']}): the "
+                     f"saturating rate; max rate at SLO {fmt(ov.get('max_rate_at_slo'))} req/s.")
+        L.append(f"* {b}: {ov['overload_rate']:.0f} req/s ({ov['factor']:g}x the {_overload_base(ov)}, "
+                 f"{ov['base_rate']:g}) for "
                  f"{ov['overload_seconds']:g} s" + (" — **shorter than the issue's 60 s**"
                                                     if ov["overload_seconds"] < 60 else "")
                  + f", with {ov['low_rate']:g} req/s throughout and after. Statuses {ov['status_counts']}, "

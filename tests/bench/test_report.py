@@ -148,3 +148,18 @@ def test_top1_evaluated_after_the_sweep_is_taken_only_from_the_same_model(result
         text = render({**results, "models": models}, tmp_path / "REPORT.md", "x.json")
         gru_row = next(line for line in text.split("## GRU vs LSTM")[1].splitlines() if line.startswith("| gru"))
         assert f"| {expected} |" in gru_row
+
+
+def test_overload_names_its_base_and_the_saturation_probe(results: dict, tmp_path: Path) -> None:
+    probed = json.loads(json.dumps(results))
+    ov = probed["overload"]["gru"]
+    ov.update({"base_kind": "saturating", "max_rate_at_slo": 13.75,
+               "saturation_probe": {"offered_rps": 480.0, "ok_rps": 150.5, "status_counts": {"200": 750, "503": 1650},
+                                    "seconds": 5.0, "generator_behind_schedule": False}})
+    rows = bars(probed, report.BARS)
+    assert "3x saturating rate" in _row(rows, "Overload", "gru: 3x")["what"]
+    assert "3x max rate at SLO" in _row(bars(results, report.BARS), "Overload", "gru: 3x")["what"]  # older files
+    (tmp_path / "sweep.json").write_text(json.dumps(probed))
+    assert report.main(["--results", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "REPORT.md")]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "saturation probe: 480.0 req/s offered" in text and "150.5 req/s answered 200" in text

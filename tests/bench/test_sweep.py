@@ -7,6 +7,7 @@ import pytest
 from bench import sweep
 from bench.sweep import (
     Slo,
+    Sweep,
     Target,
     choose_litserve,
     estimate_seconds,
@@ -222,3 +223,12 @@ def test_find_top1() -> None:
     assert sweep.find_top1({"top1": 0.31, "top3": 0.5}) == 0.31
     assert sweep.find_top1({"test": {"top1": 0.2}}) == 0.2
     assert sweep.find_top1(None) is None and sweep.find_top1({"ppl": 3.0}) is None
+
+
+def test_overload_probe_rate_defaults_to_twice_the_model_alone_best(tmp_path) -> None:
+    opts = options_from_args(parser().parse_args(["--out", str(tmp_path / "s.json")]))
+    sweep = Sweep(opts, [])
+    assert sweep._model_alone_best("gru") is None  # model alone not run: the caller falls back
+    sweep.results["model_alone"] = {"results": {"gru": {"batch_sizes": {
+        "1": {"requests_per_s": 120.0}, "64": {"requests_per_s": 245.0}, "8": {"requests_per_s": 190.0}}}}}
+    assert sweep._model_alone_best("gru") == 245.0 and sweep._model_alone_best("lstm") is None
