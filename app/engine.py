@@ -16,9 +16,11 @@ of single model steps:
 Requests join and leave at every iteration. The asyncio side only enqueues and awaits a
 future. Admission control: at most ``queue_limit`` requests are queued or running, and
 none is admitted while the oldest queued request has waited over ``max_queue_wait_ms``
-(the queue's sojourn time, as CoDel uses it: a full queue in *time*, whatever its length);
-the next request is rejected at once (:class:`Overloaded` -> 503 + Retry-After) instead of
-letting latency grow until deadlines expire. Each request carries a deadline covering queueing and compute; one past it
+(the queue's sojourn time, as CoDel uses it: a full queue in *time*, whatever its length)
+or while the work already admitted would take longer than that to finish (admitted
+requests x the engine's measured busy time per answered request); the next request is
+rejected at once (:class:`Overloaded` -> 503 + Retry-After) instead of letting latency
+grow until deadlines expire. Each request carries a deadline covering queueing and compute; one past it
 is dropped (:class:`DeadlineExceeded`), as is one whose client went away (``cancel``).
 """
 
@@ -41,6 +43,10 @@ from model.prefix_cache import PrefixStateCache
 from model.suggest import DecodeOptions, SuggestResult, suggest
 
 log = logging.getLogger(__name__)
+
+#: Iterations the admission cost estimate looks back over, and answers it needs first.
+COST_WINDOW_ITERATIONS = 256
+COST_MIN_ANSWERS = 8
 
 
 class EngineError(RuntimeError):
@@ -131,6 +137,10 @@ class InferenceEngine:
         self.max_batch_seen = 0
         self.iterations = 0
         self._ema_iteration_s = 0.005
+        # Busy seconds per answered request over recent iterations (None until measured):
+        # how long the admitted work will take, for admission control.
+        self._recent_work: deque[tuple[float, int]] = deque(maxlen=COST_WINDOW_ITERATIONS)
+        self._cost_per_request_s: float | None = None
         # Smoothed gap between arrivals: the batch window is only worth waiting for when
         # another request is likely to arrive inside it (see _window_worth_waiting).
         self._ema_gap_s = 0.0
@@ -173,7 +183,9 @@ class InferenceEngine:
         with self._cond:
             if not self._running:
                 raise EngineStopped("engine is not running")
-            if self._admitted >= self.config.queue_limit or self._queue_wait_ms(now) > self.config.max_queue_wait_ms:
+            if (self._admitted >= self.config.queue_limit
+                    or self._queue_wait_ms(now) > self.config.max_queue_wait_ms
+                    or self._work_ahead_ms() > self.config.max_queue_wait_ms):
                 raise Overloaded(retry_after=self._retry_after())
             self._admitted += 1
             self._inbox.append(req)
@@ -196,6 +208,23 @@ class InferenceEngine:
             return (now - self._inbox[0].enqueued) * 1000
         except IndexError:  # the worker emptied the queue meanwhile
             return 0.0
+
+    def _work_ahead_ms(self) -> float:
+        """How long the admitted requests will take to answer, by the measured cost (0 if unknown).
+
+        The queue's sojourn time alone lets a burst in: by the time the oldest has waited
+        ``max_queue_wait_ms``, hundreds may be queued behind it, and those then miss their
+        deadline (seen as 504s when the sweep offered 4x the saturating rate).
+        """
+        cost = self._cost_per_request_s
+        return self._admitted * cost * 1000 if cost is not None else 0.0
+
+    def _record_work(self, seconds: float, answered: int) -> None:
+        """Fold one iteration into the busy-time-per-answer estimate (worker thread)."""
+        self._recent_work.append((seconds, answered))
+        done = sum(n for _, n in self._recent_work)
+        if done >= COST_MIN_ANSWERS:
+            self._cost_per_request_s = sum(t for t, _ in self._recent_work) / done
 
     def _retry_after(self) -> float:
         # Roughly how long the current backlog takes to drain, at least one second.
@@ -331,5 +360,7 @@ class InferenceEngine:
             for req, out in zip(chosen, outputs, strict=True):
                 req.call = None
                 self._advance(req, out)
+            answered = sum(1 for r in chosen if r.call is None)
+            self._record_work(time.perf_counter() - t0, answered)
             self._active = [r for r in self._active if r.call is not None]
         log.info("engine %s stopped after %d iterations", self.lm.name, self.iterations)

@@ -920,7 +920,8 @@ class Sweep:
         except Exception as exc:
             log.exception("overload %s failed", backend)
             return {"error": f"{type(exc).__name__}: {exc}"}
-        out = summarize_overload(over, low, o.overload_seconds, deadline_ms, over_rate, base, o.overload_factor)
+        out = summarize_overload(over, low, o.overload_seconds, deadline_ms, over_rate, base, o.overload_factor,
+                                 normal_ms=o.slo.p99_ms)
         out["base_kind"] = "saturating" if base == probe["ok_rps"] else "max rate at SLO"
         out["max_rate_at_slo"] = slo_rate
         out["saturation_probe"] = {
@@ -928,7 +929,7 @@ class Sweep:
             "seconds": o.overload_probe_seconds, "generator_behind_schedule": probe["behind_schedule"],
         }
         print(f"[overload-{backend}] statuses {out['status_counts']}; accepted p99 {out['accepted_p99_ms']} ms "
-              f"(deadline {deadline_ms:g}); recovery p99 {out['recovery_p99_ms']} ms; "
+              f"(deadline {deadline_ms:g}); back under {o.slo.p99_ms:g} ms {out['recovery_s']} s after the drop; "
               f"only 200/503+Retry-After: {'yes' if out['only_200_or_503_retry_after'] else 'NO'}", flush=True)
         return out
 
@@ -1020,8 +1021,28 @@ def choose_litserve(tried: Sequence[Mapping[str, Any]]) -> tuple[int, float]:
     return int(best["max_batch_size"]), float(best["batch_timeout_ms"])
 
 
+def recovery_seconds(samples: Mapping[str, Any], overload_s: float, normal_ms: float) -> float | None:
+    """Seconds after the overload stops until the low stream is back to normal for good.
+
+    The intended send time (relative to the drop) of the first request from which on every
+    low-stream request was answered 200 within ``normal_ms``; 0 if none after the drop was
+    slow; None if it never settled before the run ended.
+    """
+    after = [(t, lat, st) for t, lat, st in zip(samples["intended_s"], samples["latency_ms"], samples["status"],
+                                                 strict=True) if t >= overload_s]
+    if not after:
+        return None
+    settled_from = None
+    for t, lat, st in reversed(after):
+        if st != "200" or lat is None or lat > normal_ms:
+            break
+        settled_from = t
+    return None if settled_from is None else round(settled_from - overload_s, 3)
+
+
 def summarize_overload(over: Mapping[str, Any], low: Mapping[str, Any], overload_s: float, deadline_ms: float,
-                       over_rate: float, base_rate: float, factor: float, window_s: float = 2.0) -> dict[str, Any]:
+                       over_rate: float, base_rate: float, factor: float, window_s: float = 2.0,
+                       normal_ms: float = 50.0) -> dict[str, Any]:
     """The overload verdict from the overload run and the concurrent low-rate run (with samples)."""
     from bench.stats import rounded, summarize
 
@@ -1064,6 +1085,8 @@ def summarize_overload(over: Mapping[str, Any], low: Mapping[str, Any], overload
         "recovery_ok": len(after),
         "recovery_p50_ms": rec["p50"],
         "recovery_p99_ms": rec["p99"],
+        "recovery_s": recovery_seconds(s, overload_s, normal_ms),
+        "recovery_normal_ms": normal_ms,
         "low_after_window": low["latency_ms_ok"],
         "generator_behind_schedule": bool(over["behind_schedule"] or low["behind_schedule"]),
         "generator_reasons": list(over["behind_schedule_reasons"]) + list(low["behind_schedule_reasons"]),

@@ -309,6 +309,21 @@ async def test_engine_rejects_over_queue_limit_and_after_stop(gru_lm):
         engine.submit("I think the ", 3)
 
 
+async def test_engine_rejects_when_the_admitted_work_would_take_too_long(gru_lm):
+    # The queue's age alone would admit a burst whose tail then misses its deadline: the
+    # engine also counts the work ahead (admitted requests x measured busy time per answer).
+    engine, _ = make_engine(gru_lm, max_wait_ms=500, max_queue_wait_ms=250, queue_limit=1000)
+    try:
+        engine._record_work(1.0, 10)  # as measured on a slow machine: 100 ms per answered request
+        admitted = [engine.submit(f"I think the {w} ", 3) for w in ("plot", "cast", "end")]  # 0, 100, 200 ms ahead
+        with pytest.raises(Overloaded):
+            engine.submit("Honestly the ", 3)  # 300 ms of work ahead > 250 ms
+        for req in admitted:
+            assert (await asyncio.wait_for(req.future, timeout=30)).result.suggestions
+    finally:
+        engine.stop()
+
+
 @pytest.mark.parametrize("cache_bytes", [0, 1 << 20], ids=["no-cache", "cache"])
 @pytest.mark.parametrize("model", ["gru", "lstm"])
 async def test_engine_answer_equals_offline_drive(gru_lm, lstm_lm, make_settings, model, cache_bytes):

@@ -163,3 +163,12 @@ def test_overload_names_its_base_and_the_saturation_probe(results: dict, tmp_pat
     assert report.main(["--results", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "REPORT.md")]) == 0
     text = (tmp_path / "REPORT.md").read_text()
     assert "saturation probe: 480.0 req/s offered" in text and "150.5 req/s answered 200" in text
+
+
+def test_recovery_bar_is_the_time_back_to_normal(results: dict) -> None:
+    timed = json.loads(json.dumps(results))
+    timed["overload"]["gru"].update({"recovery_s": 0.7, "recovery_normal_ms": 50.0})
+    row = _row(bars(timed, report.BARS), "Overload", "gru: after load drops")
+    assert (row["verdict"], row["measured"], row["target"]) == ("PASS", "0.70 s", "≤ 2 s")
+    timed["overload"]["gru"]["recovery_s"] = None
+    assert _row(bars(timed, report.BARS), "Overload", "gru: after load drops")["verdict"] == "MISS"

@@ -17,6 +17,7 @@ from bench.sweep import (
     nextword_env,
     options_from_args,
     parser,
+    recovery_seconds,
     search_max_rate,
     select_configs,
     summarize_overload,
@@ -204,6 +205,7 @@ def test_summarize_overload() -> None:
     assert out["only_200_or_503_retry_after"] and out["accepted_p99_within_deadline"]
     assert out["status_counts"] == {"200": 62, "503": 150}
     assert (out["recovery_requests"], out["recovery_ok"], out["recovery_p99_ms"]) == (4, 4, 40.0)
+    assert out["recovery_s"] == 0.0 and out["recovery_normal_ms"] == 50.0
     assert out["low_during_overload_p99_ms"] == 900.0
     bad = summarize_overload(_run({"200": 10, "503": 5, "504": 1}, 4, 1200.0), low, 4.0, 1000.0, 30.0, 10.0, 3.0)
     assert not bad["only_200_or_503_retry_after"] and not bad["accepted_p99_within_deadline"]
@@ -232,3 +234,13 @@ def test_overload_probe_rate_defaults_to_twice_the_model_alone_best(tmp_path) ->
     sweep.results["model_alone"] = {"results": {"gru": {"batch_sizes": {
         "1": {"requests_per_s": 120.0}, "64": {"requests_per_s": 245.0}, "8": {"requests_per_s": 190.0}}}}}
     assert sweep._model_alone_best("gru") == 245.0 and sweep._model_alone_best("lstm") is None
+
+
+def test_recovery_seconds_is_when_the_low_stream_settles_for_good() -> None:
+    drop = 4.0
+    times = [3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5]
+    slow_then_normal = {"intended_s": times, "latency_ms": [900.0, 300.0, 80.0, 20.0, 60.0, 20.0, 15.0],
+                        "status": ["200"] * 7}
+    assert recovery_seconds(slow_then_normal, drop, 50.0) == 2.0  # the 60 ms at 5.5 s resets it
+    assert recovery_seconds({**slow_then_normal, "latency_ms": [900.0] + [10.0] * 6}, drop, 50.0) == 0.0
+    assert recovery_seconds({**slow_then_normal, "status": ["200"] * 6 + ["503"]}, drop, 50.0) is None
