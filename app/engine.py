@@ -214,7 +214,8 @@ class InferenceEngine:
 
         The queue's sojourn time alone lets a burst in: by the time the oldest has waited
         ``max_queue_wait_ms``, hundreds may be queued behind it, and those then miss their
-        deadline (seen as 504s when the sweep offered 4x the saturating rate).
+        deadline (seen as 504s when the sweep's saturation probe offered ~470 req/s to an
+        engine answering ~100).
         """
         cost = self._cost_per_request_s
         return self._admitted * cost * 1000 if cost is not None else 0.0

@@ -74,10 +74,10 @@ async def complete(body: CompleteRequest, request: Request, state: ServerState =
 def _encode(name: str, answer: EngineResult) -> JSONResponse:
     """The response body, serialised once.
 
-    The body is exactly :class:`CompleteResponse` (``tests/app/test_complete.py`` validates
-    it against that schema), built as plain data: returning a ``Response`` skips FastAPI's second pass, which
-    would re-validate the model against ``response_model`` and serialise it again on every
-    request of the hot path.
+    The body is exactly :class:`CompleteResponse` (``tests/app/test_api.py`` validates every
+    answer against that schema), built as plain data: returning a ``Response`` skips
+    FastAPI's second pass, which would re-validate the model against ``response_model`` and
+    serialise it again on every request of the hot path.
     """
     result, timing = answer.result, answer.timing
     completion = {"text": result.completion[0], "confidence": result.completion[1]} if result.completion else None
