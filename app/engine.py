@@ -139,7 +139,9 @@ class InferenceEngine:
         self._ema_iteration_s = 0.005
         # Busy seconds per answered request over recent iterations (None until measured):
         # how long the admitted work will take, for admission control.
-        self._recent_work: deque[tuple[float, int]] = deque(maxlen=COST_WINDOW_ITERATIONS)
+        self._recent_work: deque[tuple[float, int]] = deque()
+        self._recent_seconds = 0.0
+        self._recent_answers = 0
         self._cost_per_request_s: float | None = None
         # Smoothed gap between arrivals: the batch window is only worth waiting for when
         # another request is likely to arrive inside it (see _window_worth_waiting).
@@ -223,9 +225,14 @@ class InferenceEngine:
     def _record_work(self, seconds: float, answered: int) -> None:
         """Fold one iteration into the busy-time-per-answer estimate (worker thread)."""
         self._recent_work.append((seconds, answered))
-        done = sum(n for _, n in self._recent_work)
-        if done >= COST_MIN_ANSWERS:
-            self._cost_per_request_s = sum(t for t, _ in self._recent_work) / done
+        self._recent_seconds += seconds
+        self._recent_answers += answered
+        if len(self._recent_work) > COST_WINDOW_ITERATIONS:
+            old_seconds, old_answers = self._recent_work.popleft()
+            self._recent_seconds -= old_seconds
+            self._recent_answers -= old_answers
+        if self._recent_answers >= COST_MIN_ANSWERS:
+            self._cost_per_request_s = self._recent_seconds / self._recent_answers
 
     def _retry_after(self) -> float:
         # Roughly how long the current backlog takes to drain, at least one second.

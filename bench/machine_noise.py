@@ -1,18 +1,22 @@
-"""How much slower one cold request runs after the CPU sat idle (in process, no HTTP).
+"""What the machine itself adds to one request's latency: idle gaps and stalls (no HTTP).
 
-The load report's low-rate points (10 requests/s: ~100 ms between arrivals) show the
-server's own compute time well above what back-to-back requests cost in process. This
-separates the machine from the server: the same cold-workload prefixes
-(:func:`bench.model_alone.cold_texts`) go through :func:`model.suggest.suggest` one at a
-time, either back to back or with a sleep between requests, in one process, interleaved
-round by round so that drift on a noisy machine hits every gap alike. If requests after a
-sleep are slower, the gap (caches and branch predictors gone cold, a halted vCPU waking)
-costs that much, whatever serves them.
+Two effects in the load report are not the server's, and this measures both in process:
+
+* **idle penalty** -- at low rates (10 requests/s: ~100 ms between arrivals) the server's
+  compute time sits well above what back-to-back requests cost. The same cold-workload
+  prefixes (:func:`bench.model_alone.cold_texts`) go through :func:`model.suggest.suggest`
+  one at a time, back to back or after a sleep, interleaved round by round so that drift
+  on a noisy machine hits every gap alike: ``p50_vs_first_gap`` is what the gap costs
+  (caches gone cold, a halted vCPU waking), whatever serves the requests.
+* **stalls** -- a p99 over ~100 requests is close to their maximum, so one request stalled
+  by the host decides it. ``stalls_over_25ms`` counts requests over 25 ms (half the SLO);
+  with ``p99_ms`` and ``max_ms`` it shows whether the model path alone has such a tail.
 
 Usage::
 
     taskset -c 0 python -m bench.machine_noise --model model/artifacts/gru.pt \\
-        --corpus ../shared/data/aclImdb_v1.tar.gz --gaps-ms 0,2,10,100 --out bench/results/idle_penalty.json
+        --corpus ../shared/data/aclImdb_v1.tar.gz --requests 400 --gaps-ms 0,2,10,100 \\
+        --out bench/results/machine_noise.json
 """
 
 from __future__ import annotations
@@ -49,13 +53,12 @@ def measure(lm: Any, texts: Sequence[str], gaps_ms: Sequence[float], rounds: int
     base = statistics.median(samples[gaps_ms[0]])
     for gap, values in samples.items():
         median = statistics.median(values)
-        ordered = sorted(values)
         out[f"{gap:g}"] = {
             "n": len(values),
             "mean_ms": round(statistics.fmean(values), 3),
             "p50_ms": round(median, 3),
             "p99_ms": round(percentiles(values, [99])[99], 3),
-            "max_ms": round(ordered[-1], 3),
+            "max_ms": round(max(values), 3),
             "stalls_over_25ms": sum(v > 25 for v in values),
             "p50_vs_first_gap": round(median / base, 3),
         }

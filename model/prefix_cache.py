@@ -136,8 +136,6 @@ class StepMemo:
         self.cache = cache
         self.context = tuple(context)
         self._hashes: dict[tuple[int, ...], int] = {(): _prefix_hashes(context)[-1] if context else 0}
-        self.hits = 0
-        self.misses = 0
 
     def _hash(self, pieces: tuple[int, ...]) -> int:
         h = self._hashes.get(pieces)
@@ -147,12 +145,7 @@ class StepMemo:
         return h
 
     def get(self, pieces: tuple[int, ...]) -> CacheEntry | None:
-        entry = self.cache.get(self.context + pieces, self._hash(pieces))
-        if entry is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return entry
+        return self.cache.get(self.context + pieces, self._hash(pieces))
 
     def put(self, pieces: tuple[int, ...], state: Tensor, logp: Tensor) -> None:
         self.cache.insert(self.context + pieces, state, logp, self._hash(pieces))
