@@ -32,6 +32,9 @@ def training_summary(ckpt: dict[str, Any]) -> dict[str, Any]:
             "wall_seconds": round(float(ckpt.get("wall_seconds", 0.0)), 1),
             "val_loss": ckpt.get("val_loss"),
             "config": ckpt.get("train_config"),
+            # Set when the run continued from trained weights: tokens_seen then counts those too,
+            # wall_seconds only this run.
+            "init_from": ckpt.get("init_from"),
         },
         "data": {
             "source": corpus.get("spec", {}).get("path"),

@@ -80,14 +80,24 @@ def encode_documents(sp: spm.SentencePieceProcessor, docs: list[str]) -> np.ndar
     return out
 
 
-def prepare_corpus(spec: CorpusSpec, out_dir: Path) -> dict:
-    """Read, split, train the tokenizer and encode; reuse ``out_dir`` when already done."""
+def prepare_corpus(spec: CorpusSpec, out_dir: Path, tokenizer: bytes | None = None) -> dict:
+    """Read, split, train the tokenizer and encode; reuse ``out_dir`` when already done.
+
+    ``tokenizer`` (a SentencePiece model's bytes) is used instead of training one: a run that
+    continues from existing weights must read its text through the pieces those weights know.
+    A folder prepared with another tokenizer is refused rather than silently mixed.
+    """
     summary_path = out_dir / "summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
-        if summary.get("spec") == asdict(spec):
-            return summary
-        raise ValueError(f"{out_dir} holds a corpus prepared from another spec; pick another folder")
+        if summary.get("spec") != asdict(spec):
+            raise ValueError(f"{out_dir} holds a corpus prepared from another spec; pick another folder")
+        if tokenizer is not None and (out_dir / "tokenizer.model").read_bytes() != tokenizer:
+            raise ValueError(
+                f"{out_dir} was tokenised with another tokenizer than the weights to continue from; "
+                "pick another --data-dir (it is prepared with the weights' own tokenizer)"
+            )
+        return summary
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     stats = ReadStats()
@@ -105,9 +115,13 @@ def prepare_corpus(spec: CorpusSpec, out_dir: Path) -> dict:
         )
     log.info("read %d train / %d valid documents", len(train_docs), len(valid_docs))
     model_path = out_dir / "tokenizer.model"
-    train_tokenizer(train_docs[: spec.tokenizer_sample_docs], spec.vocab_size, model_path)
+    if tokenizer is None:
+        train_tokenizer(train_docs[: spec.tokenizer_sample_docs], spec.vocab_size, model_path)
+    else:
+        model_path.write_bytes(tokenizer)
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
-    summary: dict = {"spec": asdict(spec), "skipped": stats.skipped, "vocab_size": sp.get_piece_size()}
+    summary: dict = {"spec": asdict(spec), "skipped": stats.skipped, "vocab_size": sp.get_piece_size(),
+                     "tokenizer": "trained" if tokenizer is None else "given"}
     for name, docs_ in (("train", train_docs), ("valid", valid_docs)):
         stream = encode_documents(sp, docs_)
         np.save(out_dir / f"{name}.npy", stream)

@@ -13,7 +13,11 @@
 # of `training.evaluate --split test --max-docs N --seed 0`). OUT receives the best
 # checkpoints without optimiser state (split into 15 MB parts) and results.tar.gz (logs,
 # curve points, evaluation shards). Everything that finished before the budget ran out is
-# kept. Knobs: BUDGET (s), TRAIN_MINUTES, CONFIG, DEVICE, CURVE_DOCS, CURVE_JOBS, SHARDS.
+# kept. Knobs: BUDGET (s), TRAIN_MINUTES, CONFIG, DEVICE, CURVE_DOCS, CURVE_JOBS, SHARDS, and
+# INIT_FROM: a folder holding gru.pt / lstm.pt (e.g. model/artifacts, which travels with the
+# working tree) to continue training those weights instead of starting from scratch
+# (`training.train --init-from`; IN must then hold a corpus tokenised by their tokenizer,
+# which `training.stage --tokenizer-from` checks or prepares).
 set -uo pipefail
 START=$(date +%s)
 BUDGET=${BUDGET:-570}
@@ -28,6 +32,7 @@ KSR_SET=${KSR_SET:-$IN/imdb-test-200.jsonl}
 CURVE_DOCS=${CURVE_DOCS:-100}
 CURVE_JOBS=${CURVE_JOBS:-12}
 SHARDS=${SHARDS:-8}
+INIT_FROM=${INIT_FROM:-}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore::DeprecationWarning
 
@@ -60,8 +65,10 @@ say "corpus ready"
 # 2. both cells at once on the one GPU; snapshots scored on spare cores as they appear
 train_pids=()
 for cell in gru lstm; do
+  init=()
+  [ -n "$INIT_FROM" ] && init=(--init-from "$INIT_FROM/$cell.pt")
   $PY -m training.train --config "$CONFIG" --cell "$cell" --device "$DEVICE" --data-dir "$WORK/data" \
-    --out "$WORK/runs/$cell" --max-minutes "$TRAIN_MINUTES" >"$WORK/logs/train-$cell.log" 2>&1 &
+    --out "$WORK/runs/$cell" --max-minutes "$TRAIN_MINUTES" "${init[@]}" >"$WORK/logs/train-$cell.log" 2>&1 &
   train_pids+=($!)
 done
 training() { for p in "${train_pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }

@@ -6,6 +6,10 @@ Copies a corpus prepared by ``training.train`` (the token streams, the train str
 to fit a 64 MB upload, the tokenizer and summary) and writes the evaluation sets as JSONL: the
 same seeded samples ``training.evaluate --split test --max-docs N --seed 0`` draws, in the same
 order, so results on either side are on the same reviews.
+
+To continue training the bundled models there (``gpu_job.sh`` with ``INIT_FROM``), the corpus
+must be tokenised by their tokenizer: ``--tokenizer-from model/artifacts/gru.pt`` prepares
+``--data-dir`` with it when the folder is new, and refuses a folder tokenised otherwise.
 """
 
 from __future__ import annotations
@@ -17,12 +21,30 @@ import lzma
 import shutil
 from pathlib import Path
 
+from model.artifact import load_artifact
+from training.corpus import CorpusSpec, prepare_corpus
 from training.evaluate import load_docs, sample_docs
 
 log = logging.getLogger("training.stage")
 
 
-def stage(data_dir: Path, corpus: str, out: Path, sizes: tuple[int, ...] = (2000, 200), seed: int = 0) -> None:
+def ensure_tokenized_by(data_dir: Path, corpus: str, artifact: Path) -> None:
+    """Make ``data_dir`` a corpus prepared with ``artifact``'s tokenizer, or fail saying why."""
+    lm = load_artifact(artifact)
+    tokenizer = lm.tokenizer.model_proto
+    if (data_dir / "summary.json").exists():
+        if (data_dir / "tokenizer.model").read_bytes() != tokenizer:
+            raise ValueError(f"{data_dir} was tokenised by another tokenizer than {artifact}'s; pick a new --data-dir")
+        return
+    # The vocabulary size the artifact's own run asked for, so its training spec matches this one.
+    asked = ((lm.card.get("training") or {}).get("config") or {}).get("vocab_size", lm.tokenizer.vocab_size)
+    prepare_corpus(CorpusSpec(path=corpus, vocab_size=asked), data_dir, tokenizer)
+
+
+def stage(data_dir: Path, corpus: str, out: Path, sizes: tuple[int, ...] = (2000, 200), seed: int = 0,
+          tokenizer_from: Path | None = None) -> None:
+    if tokenizer_from is not None:
+        ensure_tokenized_by(data_dir, corpus, tokenizer_from)
     out.mkdir(parents=True, exist_ok=True)
     with (data_dir / "train.npy").open("rb") as src, lzma.open(out / "train.npy.xz", "wb", preset=3) as dst:
         shutil.copyfileobj(src, dst, 1 << 22)
@@ -48,8 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", required=True, help="the aclImdb corpus (its test split is sampled)")
     parser.add_argument("--out", default=".device")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokenizer-from", type=Path,
+                        help="an artifact whose tokenizer the corpus must use (prepares --data-dir if new)")
     args = parser.parse_args(argv)
-    stage(Path(args.data_dir), args.corpus, Path(args.out), seed=args.seed)
+    stage(Path(args.data_dir), args.corpus, Path(args.out), seed=args.seed, tokenizer_from=args.tokenizer_from)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@ Single process by default; under ``torchrun --nproc_per_node=N`` it trains with 
 on CPU), each rank reading its own share of the token streams. The full configuration is
 stored in every checkpoint; ``last.pt`` is written at every validation (``--resume``
 continues from it, stream position, optimiser and RNG included) and ``best.pt`` keeps the
-best validation loss. ``log.jsonl`` records the learning curve (tokens seen, loss, piece
-and word perplexity, wall time). ``--dry-run`` runs a tiny model for a few steps: the CI
+best validation loss. ``--init-from`` starts from trained weights instead of a random init
+(a checkpoint, or an exported artifact such as ``model/artifacts/gru.pt``): the text is read
+through that model's own tokenizer, the optimiser and the learning-rate schedule start fresh,
+the budget counts this run's tokens, and ``tokens_seen`` keeps counting from the weights'
+total. ``log.jsonl`` records the learning curve (tokens seen, loss, piece and word
+perplexity, wall time). ``--dry-run`` runs a tiny model for a few steps: the CI
 smoke path.
 """
 
@@ -32,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from model.artifact import ArtifactError, load_artifact
 from model.network import ModelConfig, RNNLanguageModel, count_parameters
 from training.corpus import CorpusSpec, prepare_corpus
 
@@ -67,6 +72,7 @@ class TrainConfig:
     seed: int = 1234
     threads: int | None = None
     device: str = "auto"
+    init_from: str | None = None
     dry_run: bool = False
 
 
@@ -156,6 +162,52 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+@dataclass
+class InitialWeights:
+    """Trained weights a run starts from, with what they need: architecture and tokenizer."""
+
+    path: str
+    state_dict: dict[str, torch.Tensor]
+    config: ModelConfig
+    tokenizer: bytes
+    tokens_seen: int
+    wall_seconds: float
+
+    def describe(self) -> dict:
+        return {"path": self.path, "tokens_seen": self.tokens_seen, "wall_seconds": self.wall_seconds}
+
+
+def load_initial_weights(path: str) -> InitialWeights:
+    """Read a training checkpoint or an exported artifact (its card says how it was trained)."""
+    if not Path(path).is_file():
+        raise ValueError(f"--init-from {path}: no such file")
+    try:
+        lm = load_artifact(path)
+    except ArtifactError:
+        not_ours = ValueError(f"--init-from {path}: neither a nextword artifact nor a training checkpoint")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises assorted errors for files that are not its own
+            raise not_ours from exc
+        if not isinstance(ckpt, dict) or not {"model", "model_config", "tokenizer"} <= ckpt.keys():
+            raise not_ours from None
+        return InitialWeights(path, ckpt["model"], ModelConfig(**ckpt["model_config"]), bytes(ckpt["tokenizer"]),
+                              int(ckpt.get("tokens_seen") or 0), float(ckpt.get("wall_seconds") or 0.0))
+    training = lm.card.get("training") or {}
+    state = {k: v.detach().clone() for k, v in lm.module.state_dict().items()}
+    return InitialWeights(path, state, ModelConfig(**lm.card["config"]), lm.tokenizer.model_proto,
+                          int(training.get("tokens_seen") or 0), float(training.get("wall_seconds") or 0.0))
+
+
+def check_same_architecture(source: ModelConfig, wanted: ModelConfig) -> None:
+    """Refuse to continue from weights of another shape, naming the differing fields."""
+    keys = ("cell", "vocab_size", "emb_dim", "hidden_dim", "num_layers")
+    diff = [f"{k}: weights {getattr(source, k)}, run {getattr(wanted, k)}" for k in keys
+            if getattr(source, k) != getattr(wanted, k)]
+    if diff:
+        raise ValueError("--init-from weights do not fit this run's architecture (" + "; ".join(diff) + ")")
+
+
 def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Weights on the CPU, so checkpoints load anywhere (export runs on CPU)."""
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -206,11 +258,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         path=cfg.corpus, fmt=cfg.corpus_format, max_docs=cfg.max_docs, vocab_size=cfg.vocab_size
     )
     data_dir = Path(cfg.data_dir)
+    init = load_initial_weights(cfg.init_from) if cfg.init_from else None
+    given_tokenizer = init.tokenizer if init is not None else None
     if is_main:
-        prepare_corpus(spec, data_dir)  # tokenizer + token streams, once
+        prepare_corpus(spec, data_dir, given_tokenizer)  # tokenizer + token streams, once
     if distributed:
         dist.barrier()
-    summary = prepare_corpus(spec, data_dir)  # every rank: reuses the prepared folder
+    summary = prepare_corpus(spec, data_dir, given_tokenizer)  # every rank: reuses the prepared folder
     train_stream = np.load(data_dir / "train.npy", mmap_mode="r")
     valid_stream = np.load(data_dir / "valid.npy", mmap_mode="r")
     valid_words = summary["valid"]["words"] + summary["valid"]["docs"]
@@ -230,7 +284,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         dropout=cfg.dropout,
     )
     device = pick_device(cfg.device)
-    model = RNNLanguageModel(model_cfg).to(device)  # before the optimiser sees its parameters
+    model = RNNLanguageModel(model_cfg)
+    if init is not None:
+        check_same_architecture(init.config, model_cfg)
+        model.load_state_dict(init.state_dict)
+    model = model.to(device)  # before the optimiser sees its parameters
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -239,13 +297,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         betas=(0.9, 0.99),
     )
     batcher = StreamBatcher(np.asarray(train_stream), cfg.batch_size, cfg.seq_len, rank, world)
-    step, tokens_seen, elapsed_before, best_loss, epoch = 0, 0, 0.0, float("inf"), 0
+    # tokens_seen counts every token the weights have trained on; tokens_before, those of --init-from.
+    tokens_before = init.tokens_seen if init is not None else 0
+    step, tokens_seen, elapsed_before, best_loss, epoch = 0, tokens_before, 0.0, float("inf"), 0
     last_path, best_path = out / "last.pt", out / "best.pt"
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, tokens_seen = ckpt["step"], ckpt["tokens_seen"]
+        tokens_before = ckpt.get("tokens_before", 0)
         elapsed_before, best_loss = ckpt["wall_seconds"], ckpt["best_val_loss"]
         epoch = ckpt.get("epoch", 0)
         batcher.position = ckpt["stream_position"]
@@ -268,7 +329,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     def progress() -> float:
         parts = []
         if budget_tokens:
-            parts.append(tokens_seen / budget_tokens)
+            parts.append((tokens_seen - tokens_before) / budget_tokens)
         if budget_seconds:
             parts.append((elapsed_before + time.time() - started) / budget_seconds)
         return max(parts)
@@ -283,6 +344,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             "step": step,
             "epoch": epoch,
             "tokens_seen": tokens_seen,
+            "tokens_before": tokens_before,
+            "init_from": init.describe() if init is not None else None,
             "wall_seconds": elapsed_before + time.time() - started,
             "stream_position": batcher.position,
             "torch_rng": torch.get_rng_state(),
@@ -302,8 +365,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             best_loss = val_loss
             _save(best_path, payload)
 
-    bar = tqdm(total=budget_tokens, initial=tokens_seen, unit="tok", unit_scale=True, disable=not is_main,
-               dynamic_ncols=True, mininterval=2.0)
+    bar = tqdm(total=budget_tokens, initial=tokens_seen - tokens_before, unit="tok", unit_scale=True,
+               disable=not is_main, dynamic_ncols=True, mininterval=2.0)
     state = model.init_state(cfg.batch_size)
     model.train()
     window_loss, window_tokens, window_start = 0.0, 0, time.time()

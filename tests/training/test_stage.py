@@ -6,6 +6,10 @@ import json
 import lzma
 from pathlib import Path
 
+import pytest
+
+from model.artifact import load_artifact
+from training.corpus import CorpusSpec, prepare_corpus
 from training.evaluate import load_docs
 from training.stage import stage
 
@@ -25,3 +29,19 @@ def test_stage_copies_the_corpus_and_writes_the_evaluators_samples(
     assert load_docs(None, str(out / "imdb-test-20.jsonl"), "test", None, 0) == load_docs(
         None, str(tiny_corpus), "test", 20, 0
     )
+
+
+def test_stage_prepares_or_checks_the_corpus_for_an_artifacts_tokenizer(
+    tmp_path: Path, tiny_models: dict[str, Path], tiny_corpus: Path
+) -> None:
+    artifact = tiny_models["gru"]
+    fresh = tmp_path / "fresh"
+    stage(fresh, str(tiny_corpus), tmp_path / "stage", sizes=(5,), tokenizer_from=artifact)
+    assert (fresh / "tokenizer.model").read_bytes() == load_artifact(artifact).tokenizer.model_proto
+    assert (tmp_path / "stage" / "train.npy.xz").exists()
+    # Preparing again reuses the folder; one tokenised by another tokenizer is refused.
+    stage(fresh, str(tiny_corpus), tmp_path / "stage2", sizes=(5,), tokenizer_from=artifact)
+    other = tmp_path / "other"
+    prepare_corpus(CorpusSpec(path=str(tiny_corpus), vocab_size=300), other)
+    with pytest.raises(ValueError, match="another tokenizer"):
+        stage(other, str(tiny_corpus), tmp_path / "stage3", sizes=(5,), tokenizer_from=artifact)

@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
+from model.artifact import load_artifact
+from model.export import export_checkpoint
+from training.corpus import CorpusSpec, prepare_corpus
 from training.train import lr_at, parse_args, train
 
 
@@ -71,3 +75,50 @@ def test_ddp_two_processes_with_gloo(tmp_path: Path, tiny_corpus: Path) -> None:
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     # two ranks, each batch_size rows: twice the tokens per optimiser step
     assert ckpt["tokens_seen"] == 2 * ckpt["step"] * 4 * 16
+
+
+def _weights_after(tmp_path: Path, tiny_corpus: Path, name: str, *extra: str) -> dict:
+    cfg, _ = parse_args(["--dry-run", "--corpus", str(tiny_corpus), "--out", str(tmp_path / name), "--threads", "1",
+                         *extra])
+    return torch.load(train(cfg), weights_only=False)
+
+
+def test_init_from_an_exported_artifact_continues_its_weights(tmp_path: Path, tiny_corpus: Path) -> None:
+    first = _weights_after(tmp_path, tiny_corpus, "first")
+    artifact = tmp_path / "first.pt"
+    export_checkpoint(tmp_path / "first" / "best.pt", artifact)
+    # lr 0: the optimiser changes nothing, so the run must end exactly where the artifact started.
+    frozen = _weights_after(tmp_path, tiny_corpus, "frozen", "--init-from", str(artifact), "--lr", "0",
+                            "--max-tokens", "128")
+    for name, value in first["model"].items():
+        assert torch.equal(frozen["model"][name], value), name
+    assert frozen["tokenizer"] == first["tokenizer"]  # its corpus was read through the artifact's pieces
+    assert frozen["tokens_seen"] == first["tokens_seen"] + 128  # cumulative; the budget was this run's
+    assert frozen["init_from"] == {"path": str(artifact), "tokens_seen": first["tokens_seen"],
+                                   "wall_seconds": load_artifact(artifact).card["training"]["wall_seconds"]}
+    card = export_checkpoint(tmp_path / "frozen" / "best.pt", tmp_path / "frozen.pt")
+    assert card["training"]["init_from"]["path"] == str(artifact)
+    # From a training checkpoint too, and training then moves the weights.
+    moved = _weights_after(tmp_path, tiny_corpus, "moved", "--init-from", str(tmp_path / "first" / "best.pt"))
+    assert any(not torch.equal(moved["model"][n], v) for n, v in first["model"].items())
+
+
+def test_init_from_refuses_what_does_not_fit(tmp_path: Path, tiny_corpus: Path) -> None:
+    _weights_after(tmp_path, tiny_corpus, "first")
+    source = str(tmp_path / "first" / "best.pt")
+    cfg, _ = parse_args(_dry(tmp_path, tiny_corpus, "--init-from", source))
+    cfg.hidden_dim = 40
+    with pytest.raises(ValueError, match="hidden_dim: weights 48, run 40"):
+        train(cfg)
+    # A corpus folder tokenised by another tokenizer is not mixed with these weights.
+    other = tmp_path / "other-data"
+    prepare_corpus(CorpusSpec(path=str(tiny_corpus), max_docs=400, vocab_size=300), other)
+    cfg, _ = parse_args(_dry(tmp_path, tiny_corpus, "--init-from", source, "--data-dir", str(other),
+                             "--vocab-size", "300"))
+    with pytest.raises(ValueError, match="another tokenizer"):
+        train(cfg)
+    with pytest.raises(ValueError, match="no such file"):
+        train(parse_args(_dry(tmp_path, tiny_corpus, "--init-from", str(tmp_path / "missing.pt")))[0])
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="neither a nextword artifact nor a training checkpoint"):
+        train(parse_args(_dry(tmp_path, tiny_corpus, "--init-from", str(tmp_path / "junk.pt")))[0])
