@@ -5,9 +5,11 @@ usually equals or extends the previous request's. Caching the state (and the nex
 log-probs) after each context turns a keystroke into zero model work (same context) or
 a one- or two-token prefill (one more word), instead of re-reading the whole text.
 
-Lookup finds the *longest* cached prefix of the ids in one pass: rolling hashes of every
-prefix are computed incrementally (O(n)), probed from the longest down, and a hit is
-confirmed by comparing the stored ids, so a hash collision can never return a wrong state.
+Lookup finds the *longest* cached prefix of the ids in one pass: the hashes of every prefix
+come from one vectorised prefix sum (a polynomial hash mod 2**64), are probed from the
+longest down, and a hit is confirmed by comparing the stored ids, so a hash collision can
+never return a wrong state. (A Python loop over the ids cost ~0.5 us a token: 13% of the
+evaluator's time on whole-review contexts, and as much on every keystroke of a long text.)
 
 The decoder's beam expansions are prefixes too (the context plus a few pieces), so it
 memoises them here (:class:`StepMemo`): the next keystroke of the same word, or the next
@@ -19,7 +21,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 
+import numpy as np
 from torch import Tensor
 
 
@@ -29,25 +33,41 @@ class CacheEntry:
     state: Tensor  # [1, layers, width]
     logp: Tensor  # [1, vocab]
 
-    @property
+    @cached_property  # read on insert, on every size check and on eviction
     def nbytes(self) -> int:
         tensors = self.state.numel() * self.state.element_size() + self.logp.numel() * self.logp.element_size()
         return tensors + 8 * len(self.ids) + 200
 
 
-def extend_hash(h: int, token: int) -> int:
-    """The rolling hash of a prefix extended by one token (0 is the empty prefix's)."""
-    return hash((h, token))
+_MOD = 1 << 64
+_BASE = 0x100000001B3  # odd (the FNV prime): powers mod 2**64 never vanish
+_powers = np.ones(1, dtype=np.uint64)  # _BASE**i mod 2**64, grown on demand
 
 
-def _prefix_hashes(ids: list[int]) -> list[int]:
-    """hashes[i] identifies ids[:i + 1]."""
-    out: list[int] = []
-    h = 0
-    for t in ids:
-        h = extend_hash(h, t)
-        out.append(h)
-    return out
+def _base_powers(n: int) -> np.ndarray:
+    global _powers
+    if len(_powers) < n:
+        size = max(n, 2 * len(_powers))
+        # uint64 products wrap around: exactly arithmetic mod 2**64.
+        _powers = np.ones(size, dtype=np.uint64)
+        np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64), out=_powers[1:])
+    return _powers[:n]
+
+
+def extend_hash(h: int, position: int, token: int) -> int:
+    """The hash of a prefix of length ``position`` (hash ``h``; 0 when empty) extended by ``token``.
+
+    hash(ids) = sum((ids[i] + 1) * BASE**i) mod 2**64, so extending needs the position.
+    """
+    return (h + (token + 1) * pow(_BASE, position, _MOD)) % _MOD
+
+
+def _prefix_hashes(ids: list[int] | tuple[int, ...]) -> list[int]:
+    """hashes[i] identifies ids[:i + 1] (equal to folding :func:`extend_hash` over them)."""
+    if not ids:
+        return []
+    terms = (np.asarray(ids, dtype=np.uint64) + np.uint64(1)) * _base_powers(len(ids))
+    return np.cumsum(terms, dtype=np.uint64).tolist()
 
 
 class PrefixStateCache:
@@ -107,7 +127,7 @@ class PrefixStateCache:
         entry = CacheEntry(tuple(ids), state.detach().clone(), logp.detach().clone())
         if entry.nbytes > self.max_bytes:
             return
-        key = (len(ids), ids_hash if ids_hash is not None else _prefix_hashes(list(ids))[-1])
+        key = (len(ids), ids_hash if ids_hash is not None else _prefix_hashes(ids)[-1])
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
@@ -140,7 +160,7 @@ class StepMemo:
     def _hash(self, pieces: tuple[int, ...]) -> int:
         h = self._hashes.get(pieces)
         if h is None:
-            h = extend_hash(self._hash(pieces[:-1]), pieces[-1])
+            h = extend_hash(self._hash(pieces[:-1]), len(self.context) + len(pieces) - 1, pieces[-1])
             self._hashes[pieces] = h
         return h
 

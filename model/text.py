@@ -42,7 +42,13 @@ def split_fragment(text: str) -> tuple[str, str]:
     ``"the mo"`` -> ``("the ", "mo")``; ``"the "`` -> ``("the ", "")``. The fragment is the
     trailing part of a word: letters/digits, optionally an apostrophe and letters.
     """
-    match = _TRAILING_FRAGMENT_RE.search(text)
+    # Only the trailing run of word characters can hold the match: searching there instead of
+    # the whole text gives the same leftmost match in O(fragment) instead of O(text) (a typed
+    # review is thousands of characters, and every keystroke splits it again).
+    start = len(text)
+    while start > 0 and text[start - 1] in WORD_CHARS:
+        start -= 1
+    match = _TRAILING_FRAGMENT_RE.search(text, start)
     if match is None:
         return text, ""
     return text[: match.start()], match.group(0)

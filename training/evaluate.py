@@ -26,10 +26,12 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import random
 import sys
 import time
 from collections.abc import Generator, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -138,13 +140,15 @@ def piece_nll(lm: LanguageModel, docs: list[str], batch: int = 16) -> float:
 
 
 def evaluate_neural(
-    lm: LanguageModel, docs: list[str], batch_docs: int = 64, ksr: bool = True, options: DecodeOptions | None = None
+    lm: LanguageModel, docs: list[str], batch_docs: int = 64, ksr: bool = True, options: DecodeOptions | None = None,
+    bar_position: int = 0,
 ) -> dict[str, Any]:
     options = options or DecodeOptions()
     cache = PrefixStateCache(512 * 1024 * 1024)
     total = DocScore()
     started = time.time()
-    with tqdm(total=len(docs), unit="doc", desc=f"eval {lm.name}", file=sys.stderr, mininterval=5) as bar:
+    with tqdm(total=len(docs), unit="doc", desc=f"eval {lm.name}", file=sys.stderr, mininterval=5,
+              position=bar_position) as bar:
         for start in range(0, len(docs), batch_docs):
             chunk = docs[start : start + batch_docs]
             gens = [_neural_document(lm, d, cache, options, ksr) for d in chunk]
@@ -157,12 +161,13 @@ def evaluate_neural(
 
 
 # ---------------------------------------------------------------------------- n-gram peer
-def evaluate_predictor(name: str, predictor: Any, docs: list[str], ksr: bool = True) -> dict[str, Any]:
+def evaluate_predictor(name: str, predictor: Any, docs: list[str], ksr: bool = True,
+                       bar_position: int = 0) -> dict[str, Any]:
     """Score any object with ``predict(context, fragment, k)`` and ``doc_nll(doc)``."""
     total = DocScore()
     nll = 0.0
     started = time.time()
-    for doc in tqdm(docs, unit="doc", desc=f"eval {name}", file=sys.stderr, mininterval=5):
+    for doc in tqdm(docs, unit="doc", desc=f"eval {name}", file=sys.stderr, mininterval=5, position=bar_position):
         queries = document_queries(doc)
         try:
             query = next(queries)
@@ -258,16 +263,39 @@ def sample_docs(docs: list[str], max_docs: int | None, seed: int) -> list[str]:
 
 
 def evaluate_path(
-    model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32"
+    model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
+    threads: int | None = None, bar_position: int = 0,
 ) -> dict[str, Any]:
+    if threads:
+        torch.set_num_threads(threads)
     docs = list(docs)
     if model_path.endswith((".pkl", ".pkl.gz")):
         from training.ngram import NgramModel
 
-        return evaluate_predictor(f"ngram:{Path(model_path).name}", NgramModel.load(model_path), docs, ksr)
+        return evaluate_predictor(f"ngram:{Path(model_path).name}", NgramModel.load(model_path), docs, ksr,
+                                  bar_position)
     lm = load_artifact(model_path, precision=precision)
     lm.name = Path(model_path).stem
-    return {**evaluate_neural(lm, docs, batch_docs, ksr), "precision": lm.precision}
+    return {**evaluate_neural(lm, docs, batch_docs, ksr, bar_position=bar_position), "precision": lm.precision}
+
+
+def evaluate_parallel(
+    model_path: str, docs: list[str], jobs: int, batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_path` over ``jobs`` worker processes, one shard each, merged exactly.
+
+    The decoder is mostly single-threaded Python between small model calls, so a second
+    core helps far more as a second process than as a second torch thread.
+    """
+    jobs = max(1, min(jobs, len(docs)))
+    if jobs == 1:
+        return evaluate_path(model_path, docs, batch_docs, ksr, precision, threads)
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(evaluate_path, model_path, docs[i::jobs], batch_docs, ksr, precision, threads or 1, i)
+                   for i in range(jobs)]
+        return merge_results([f.result() for f in futures])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -283,7 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
     parser.add_argument("--shard", help="I/N: evaluate every N-th sampled document from I (merge with --merge)")
     parser.add_argument("--batch-docs", type=int, default=64, help="documents decoded together")
-    parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--threads", type=int, help="torch threads (per process with --jobs; default 1 there)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes, each on its own shard, merged exactly (e.g. one per core)")
     parser.add_argument("--no-ksr", action="store_true", help="skip keystroke savings (faster)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                         help="weights as the server would hold them (fp16: packed at load, as served by default)")
@@ -301,7 +331,10 @@ def main(argv: list[str] | None = None) -> None:
             docs = shard(load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed), args.shard)
         except ValueError as exc:
             parser.error(str(exc))
-        result = evaluate_path(args.model, docs, args.batch_docs, not args.no_ksr, args.precision)
+        if args.jobs < 1:
+            parser.error("--jobs must be >= 1")
+        result = evaluate_parallel(args.model, docs, args.jobs, args.batch_docs, not args.no_ksr, args.precision,
+                                   args.threads)
         result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
                             "seed": args.seed, "shard": args.shard}
     if args.out:

@@ -112,6 +112,25 @@ def test_shards_merge_to_the_whole_set(tmp_path: Path, tiny_models: dict[str, Pa
     assert got["word_ppl"] == pytest.approx(expected["word_ppl"], rel=1e-4)
 
 
+def test_jobs_split_the_work_over_processes_and_merge_exactly(
+    tmp_path: Path, tiny_models: dict[str, Path], tiny_corpus: Path
+) -> None:
+    text = tmp_path / "docs.txt"
+    text.write_text("\n".join(tiny_corpus.read_text().splitlines()[:5]) + "\n")
+    model = str(tiny_models["lstm"])
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    main(["--model", model, "--text", str(text), "--out", str(one)])
+    main(["--model", model, "--text", str(text), "--jobs", "2", "--out", str(two)])
+    expected, got = json.loads(one.read_text()), json.loads(two.read_text())
+    assert got["source"]["shard"] is None and got["docs"] == 5
+    assert got["sums"]["words"] == expected["sums"]["words"] > 0
+    for key in ("top1", "top3", "ksr", "queries"):
+        assert got[key] == expected[key], key
+    assert got["word_ppl"] == pytest.approx(expected["word_ppl"], rel=1e-4)
+    with pytest.raises(SystemExit):
+        main(["--model", model, "--text", str(text), "--jobs", "0"])
+
+
 def test_bad_shard_is_a_clear_error(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
     text = tmp_path / "docs.txt"
     text.write_text("one document\n")
