@@ -11,7 +11,7 @@ why the evaluator's numbers describe what the server answers.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -79,25 +79,52 @@ def drive(module: Any, decodings: list[Decoding[T]], max_rows: int = 512) -> lis
     offline counterpart of the server's engine (used by the evaluator and benchmarks).
     """
     results: list[Any] = [None] * len(decodings)
-    pending: dict[int, ModelCall] = {}
-    for i, gen in enumerate(decodings):
-        try:
-            pending[i] = next(gen)
-        except StopIteration as stop:
-            results[i] = stop.value
-    while pending:
+    for i, value in drive_stream(module, decodings, width=max(len(decodings), 1), max_rows=max_rows):
+        results[i] = value
+    return results
+
+
+def drive_stream(
+    module: Any, decodings: Iterable[Decoding[T]], width: int, max_rows: int = 512
+) -> Iterator[tuple[int, T]]:
+    """Like :func:`drive` over a stream: at most ``width`` decoders run, and the next one
+    starts as soon as one finishes (continuous batching, as the engine does).
+
+    Yields ``(index in decodings, result)`` as each finishes. Unlike fixed chunks, the batch
+    stays full instead of waiting for a chunk's longest member (the evaluator's documents
+    differ in length by 10x or more).
+    """
+    source = enumerate(decodings)
+    pending: dict[int, tuple[Decoding[T], ModelCall]] = {}
+    done: list[tuple[int, T]] = []
+    exhausted = False
+    while True:
+        while not exhausted and len(pending) < width:
+            try:
+                i, gen = next(source)
+            except StopIteration:
+                exhausted = True
+                break
+            try:
+                pending[i] = (gen, next(gen))
+            except StopIteration as stop:
+                done.append((i, stop.value))
+        yield from done
+        done.clear()
+        if not pending:
+            return
         batch: list[int] = []
         rows = 0
-        for i, call in pending.items():
+        for i, (_, call) in pending.items():
             if batch and rows + call.rows > max_rows:
                 break
             batch.append(i)
             rows += call.rows
-        outputs = run_calls(module, [pending[i] for i in batch])
+        outputs = run_calls(module, [pending[i][1] for i in batch])
         for i, out in zip(batch, outputs, strict=True):
+            gen = pending[i][0]
             try:
-                pending[i] = decodings[i].send(out)
+                pending[i] = (gen, gen.send(out))
             except StopIteration as stop:
                 del pending[i]
-                results[i] = stop.value
-    return results
+                done.append((i, stop.value))

@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from model.artifact import LanguageModel, load_artifact
-from model.batching import Decoding, drive
+from model.batching import Decoding, drive_stream
 from model.prefix_cache import PrefixStateCache
 from model.suggest import DecodeOptions, suggest
 from model.text import WORD_RE
@@ -144,18 +144,16 @@ def evaluate_neural(
     bar_position: int = 0,
 ) -> dict[str, Any]:
     options = options or DecodeOptions()
-    cache = PrefixStateCache(512 * 1024 * 1024)
+    cache = PrefixStateCache(512 * 1024 * 1024)  # LRU: finished documents' entries age out
     total = DocScore()
     started = time.time()
     with tqdm(total=len(docs), unit="doc", desc=f"eval {lm.name}", file=sys.stderr, mininterval=5,
               position=bar_position) as bar:
-        for start in range(0, len(docs), batch_docs):
-            chunk = docs[start : start + batch_docs]
-            gens = [_neural_document(lm, d, cache, options, ksr) for d in chunk]
-            for score in drive(lm.module, gens, max_rows=1024):
-                total.add(score)
-            cache.clear()
-            bar.update(len(chunk))
+        # batch_docs documents in flight; the next starts as soon as one is done.
+        gens = (_neural_document(lm, d, cache, options, ksr) for d in docs)
+        for _, score in drive_stream(lm.module, gens, width=batch_docs, max_rows=1024):
+            total.add(score)
+            bar.update(1)
     nll = piece_nll(lm, docs)
     return _summary(lm.name, docs, total, nll, time.time() - started, ksr)
 

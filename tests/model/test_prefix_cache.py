@@ -83,6 +83,17 @@ def test_step_memo_entries_are_prefixes_of_their_context() -> None:
     assert StepMemo(cache, [1, 5, 6]).get((7,)) is None
 
 
+def test_long_contexts_memo_and_lookup_agree() -> None:
+    # Contexts far longer than any seen before (whole reviews): the vectorised prefix hashes of
+    # a lookup and the step-by-step hashes of the memo must still address the same entries.
+    context = [(i * 7919) % 8000 for i in range(9000)]
+    cache = PrefixStateCache(10_000_000)
+    StepMemo(cache, context).put((11, 12), *_entry())
+    assert cache.lookup([*context, 11, 12, 13]).ids == (*context, 11, 12)
+    assert cache.lookup([*context[:-1], 5, 11, 12]) is None  # one id differs: no false hit
+    assert StepMemo(cache, [*context, 11]).get((12,)) is not None
+
+
 def test_a_repeated_request_costs_no_model_call(gru_lm, lstm_lm) -> None:
     for lm in (gru_lm, lstm_lm):
         cache = PrefixStateCache(64 * 1024 * 1024)

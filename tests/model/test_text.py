@@ -1,0 +1,52 @@
+"""Text conventions shared by the evaluator and the server: prompts, fragments, words."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from model.text import WORD_PATTERN, normalize_prompt, split_fragment, words
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("the mo", ("the ", "mo")),
+        ("the ", ("the ", "")),
+        ("", ("", "")),
+        ("I don't", ("I ", "don't")),
+        ("I don'", ("I ", "don'")),
+        ("x'y'z", ("x'", "y'z")),
+        ("(hello", ("(", "hello")),
+        ("it's 20", ("it's ", "20")),
+        ("well-ma", ("well-", "ma")),
+        ("end.", ("end.", "")),
+    ],
+)
+def test_split_fragment(text: str, expected: tuple[str, str]) -> None:
+    assert split_fragment(text) == expected
+
+
+def test_split_fragment_is_the_trailing_fragment_pattern_on_any_text() -> None:
+    # The fast path (searching only the trailing word characters) must agree with the
+    # definition, the leftmost match of the fragment pattern that reaches the end.
+    definition = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]*)?$")
+    rng = random.Random(0)
+    for _ in range(20_000):
+        text = "".join(rng.choice("ab1' .-'xZ") for _ in range(rng.randint(0, 12)))
+        match = definition.search(text)
+        expected = (text, "") if match is None else (text[: match.start()], match.group(0))
+        assert split_fragment(text) == expected, text
+
+
+def test_normalize_prompt_keeps_one_trailing_space() -> None:
+    assert normalize_prompt("The  movie<br />was ") == "The movie was "
+    assert normalize_prompt("The movie\twas\n") == "The movie was "
+    assert normalize_prompt("  ") == ""
+
+
+def test_words_follow_the_metric_pattern() -> None:
+    assert WORD_PATTERN == r"[A-Za-z0-9]+(?:'[A-Za-z]+)?"
+    assert words("I don't like 2 films' endings.") == ["I", "don't", "like", "2", "films", "endings"]
