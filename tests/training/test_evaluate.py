@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.evaluate import DocScore, document_queries, evaluate_path, evaluate_predictor, main
+from training.evaluate import DocScore, balanced_shards, document_queries, evaluate_path, evaluate_predictor, main
 
 
 class ScriptedPredictor:
@@ -129,6 +129,15 @@ def test_jobs_split_the_work_over_processes_and_merge_exactly(
     assert got["word_ppl"] == pytest.approx(expected["word_ppl"], rel=1e-4)
     with pytest.raises(SystemExit):
         main(["--model", model, "--text", str(text), "--jobs", "0"])
+
+
+def test_balanced_shards_partition_by_length() -> None:
+    # Long and short reviews alternate: every-other-document shards would be 300 vs 3 characters.
+    docs = ["x" * n for n in (100, 1, 100, 1, 100, 1)]
+    parts = balanced_shards(docs, 2)
+    assert sorted(d for part in parts for d in part) == sorted(docs)  # disjoint, nothing lost
+    loads = [sum(map(len, part)) for part in parts]
+    assert max(loads) - min(loads) <= 100  # within one document of even
 
 
 def test_bad_shard_is_a_clear_error(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
