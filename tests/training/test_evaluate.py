@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
+import torch
 
-from training.evaluate import DocScore, balanced_shards, document_queries, evaluate_path, evaluate_predictor, main
+from model.artifact import load_artifact
+from training.evaluate import (
+    DocScore,
+    balanced_shards,
+    document_queries,
+    evaluate_path,
+    evaluate_predictor,
+    main,
+    piece_nll,
+)
 
 
 class ScriptedPredictor:
@@ -145,3 +156,19 @@ def test_bad_shard_is_a_clear_error(tmp_path: Path, tiny_models: dict[str, Path]
     text.write_text("one document\n")
     with pytest.raises(SystemExit):
         main(["--model", str(tiny_models["gru"]), "--text", str(text), "--shard", "2/2"])
+
+
+def test_piece_nll_reads_in_windows_exactly_as_step_by_step(tiny_models: dict[str, Path]) -> None:
+    lm = load_artifact(tiny_models["gru"])
+    docs = ["I think the movie was good.", "Bad.", "Honestly the film was long and slow, but the end was fine."]
+    expected = 0.0
+    with torch.no_grad():  # as the evaluator and the server run the module
+        for doc in docs:
+            ids = [lm.eos_id, *lm.tokenizer.encode(doc), lm.eos_id]
+            state = lm.zero_state
+            for current, following in itertools.pairwise(ids):
+                logp, state = lm.module.step(torch.tensor([current]), state)
+                expected -= float(logp[0, following])
+    # Windows shorter than the documents, and documents of different lengths in one batch.
+    assert piece_nll(lm, docs, batch=2, window=3) == pytest.approx(expected, rel=1e-5)
+    assert piece_nll(lm, docs) == pytest.approx(expected, rel=1e-5)
