@@ -46,12 +46,14 @@ _powers = np.ones(1, dtype=np.uint64)  # _BASE**i mod 2**64, grown on demand
 
 def _base_powers(n: int) -> np.ndarray:
     global _powers
-    if len(_powers) < n:
-        size = max(n, 2 * len(_powers))
+    powers = _powers  # one read: another engine thread may swap in a longer table meanwhile
+    if len(powers) < n:
+        size = max(n, 2 * len(powers))
+        powers = np.ones(size, dtype=np.uint64)
         # uint64 products wrap around: exactly arithmetic mod 2**64.
-        _powers = np.ones(size, dtype=np.uint64)
-        np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64), out=_powers[1:])
-    return _powers[:n]
+        np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64), out=powers[1:])
+        _powers = powers  # published only once complete
+    return powers[:n]
 
 
 def extend_hash(h: int, position: int, token: int) -> int:
