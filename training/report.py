@@ -3,7 +3,7 @@
     python -m training.report --results docs/results --runs runs/gru runs/lstm > docs/results/tables.md
 
 Reads ``<results>/<set>_<model>.json`` files written by ``python -m training.evaluate --out``
-(sets: ``imdb2000``, ``imdb500``, ``imdb200ksr``, ``wiki200``; models: ``gru``, ``lstm``, ``ngram``),
+(sets: ``imdb2000ksr``, ``imdb2000``, ``imdb500``, ``imdb200ksr``, ``wiki200``; models: ``gru``, ``lstm``, ``ngram``),
 ``<results>/step_latency.json`` (``python -m bench.step_latency``) and the artifacts' cards,
 and prints Markdown tables. Missing inputs print as "n/a": nothing is filled in by hand.
 """
@@ -33,6 +33,7 @@ def _fmt(value: Any, pct: bool = False) -> str:
 
 
 SETS = (
+    ("imdb2000ksr", "IMDB test"),
     ("imdb2000", "IMDB test"),
     ("imdb500", "IMDB test"),
     ("imdb200ksr", "IMDB test"),
@@ -75,9 +76,12 @@ def models_table(artifacts: Path, results: Path) -> str:
                 cells.append(f"{cell['mean_ms']:.2f}" if cell else "n/a")
             return " / ".join(cells) + " ms"
 
+        # A run continued from trained weights (--init-from) counts their tokens in tokens_seen
+        # but its own time only in wall_seconds: add theirs so both columns cover the same training.
+        wall = training.get("wall_seconds", 0) + ((training.get("init_from") or {}).get("wall_seconds") or 0)
         rows.append(
             f"| {name} | {card['parameters']:,} | {path.stat().st_size / 1e6:.1f} MB | "
-            f"{_fmt(training.get('tokens_seen'))} | {training.get('wall_seconds', 0) / 60:.0f} min | "
+            f"{_fmt(training.get('tokens_seen'))} | {wall / 60:.0f} min | "
             f"{step(1, 1)} | {step(64, 1)} | {step(1, 2)} | {step(64, 2)} |"
         )
     return "\n".join(rows)

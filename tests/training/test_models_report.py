@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from model.artifact import load_artifact, update_card
 from training.report import main
 
 
@@ -27,3 +28,18 @@ def test_tables_come_from_result_files(tmp_path: Path, tiny_models: dict[str, Pa
     assert "| gru | IMDB test (imdb500) | 3 | 40 | fp32 | 25.0% | 50.0% | 99.5 | n/a |" in out
     assert "0.50 / 0.25 ms" in out and "| lstm |" in out
     assert "lstm | IMDB" not in out  # no file, no row
+
+
+def test_a_continued_run_reports_its_whole_training(tmp_path: Path, tiny_models: dict[str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    results, artifacts = tmp_path / "results", tmp_path / "artifacts"
+    results.mkdir()
+    artifacts.mkdir()
+    for name, path in tiny_models.items():
+        shutil.copy(path, artifacts / f"{name}.pt")
+    card = load_artifact(artifacts / "gru.pt").card
+    update_card(artifacts / "gru.pt", {"training": {**card["training"], "tokens_seen": 3_000, "wall_seconds": 240.0,
+                                                    "init_from": {"path": "a.pt", "tokens_seen": 1_000,
+                                                                  "wall_seconds": 360.0}}})
+    main(["--results", str(results), "--artifacts", str(artifacts)])
+    assert "| 3,000 | 10 min |" in capsys.readouterr().out  # 4 min of this run + 6 of the one it continued
