@@ -80,6 +80,15 @@ def encode_documents(sp: spm.SentencePieceProcessor, docs: list[str]) -> np.ndar
     return out
 
 
+def check_tokenizer(out_dir: Path, tokenizer: bytes) -> None:
+    """Refuse a prepared corpus folder whose text was tokenised by another tokenizer."""
+    if (out_dir / "tokenizer.model").read_bytes() != tokenizer:
+        raise ValueError(
+            f"{out_dir} was tokenised with another tokenizer than the weights to continue from; "
+            "pick another --data-dir (a new one is prepared with the weights' own tokenizer)"
+        )
+
+
 def prepare_corpus(spec: CorpusSpec, out_dir: Path, tokenizer: bytes | None = None) -> dict:
     """Read, split, train the tokenizer and encode; reuse ``out_dir`` when already done.
 
@@ -92,11 +101,8 @@ def prepare_corpus(spec: CorpusSpec, out_dir: Path, tokenizer: bytes | None = No
         summary = json.loads(summary_path.read_text())
         if summary.get("spec") != asdict(spec):
             raise ValueError(f"{out_dir} holds a corpus prepared from another spec; pick another folder")
-        if tokenizer is not None and (out_dir / "tokenizer.model").read_bytes() != tokenizer:
-            raise ValueError(
-                f"{out_dir} was tokenised with another tokenizer than the weights to continue from; "
-                "pick another --data-dir (it is prepared with the weights' own tokenizer)"
-            )
+        if tokenizer is not None:
+            check_tokenizer(out_dir, tokenizer)
         return summary
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from model.artifact import load_artifact
-from training.corpus import CorpusSpec, prepare_corpus
+from training.corpus import CorpusSpec, check_tokenizer, prepare_corpus
 from training.evaluate import load_docs, sample_docs
 
 log = logging.getLogger("training.stage")
@@ -33,8 +33,7 @@ def ensure_tokenized_by(data_dir: Path, corpus: str, artifact: Path) -> None:
     lm = load_artifact(artifact)
     tokenizer = lm.tokenizer.model_proto
     if (data_dir / "summary.json").exists():
-        if (data_dir / "tokenizer.model").read_bytes() != tokenizer:
-            raise ValueError(f"{data_dir} was tokenised by another tokenizer than {artifact}'s; pick a new --data-dir")
+        check_tokenizer(data_dir, tokenizer)
         return
     # The vocabulary size the artifact's own run asked for, so its training spec matches this one.
     asked = ((lm.card.get("training") or {}).get("config") or {}).get("vocab_size", lm.tokenizer.vocab_size)

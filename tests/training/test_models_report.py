@@ -12,13 +12,19 @@ from model.artifact import load_artifact, update_card
 from training.report import main
 
 
-def test_tables_come_from_result_files(tmp_path: Path, tiny_models: dict[str, Path],
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def _report_dirs(tmp_path: Path, tiny_models: dict[str, Path]) -> tuple[Path, Path]:
+    """(results, artifacts) folders, the artifacts being copies of the tiny trained models."""
     results, artifacts = tmp_path / "results", tmp_path / "artifacts"
     results.mkdir()
     artifacts.mkdir()
     for name, path in tiny_models.items():
         shutil.copy(path, artifacts / f"{name}.pt")
+    return results, artifacts
+
+
+def test_tables_come_from_result_files(tmp_path: Path, tiny_models: dict[str, Path],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    results, artifacts = _report_dirs(tmp_path, tiny_models)
     (results / "imdb500_gru.json").write_text(json.dumps(
         {"docs": 3, "words": 40, "top1": 0.25, "top3": 0.5, "word_ppl": 99.5, "ksr": None}))
     (results / "step_latency.json").write_text(json.dumps({"gru@1thr": {"step_b1": {"mean_ms": 0.5}},
@@ -32,11 +38,7 @@ def test_tables_come_from_result_files(tmp_path: Path, tiny_models: dict[str, Pa
 
 def test_a_continued_run_reports_its_whole_training(tmp_path: Path, tiny_models: dict[str, Path],
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    results, artifacts = tmp_path / "results", tmp_path / "artifacts"
-    results.mkdir()
-    artifacts.mkdir()
-    for name, path in tiny_models.items():
-        shutil.copy(path, artifacts / f"{name}.pt")
+    results, artifacts = _report_dirs(tmp_path, tiny_models)
     card = load_artifact(artifacts / "gru.pt").card
     update_card(artifacts / "gru.pt", {"training": {**card["training"], "tokens_seen": 3_000, "wall_seconds": 240.0,
                                                     "init_from": {"path": "a.pt", "tokens_seen": 1_000,
