@@ -68,7 +68,7 @@ for cell in gru lstm; do
   init=()
   [ -n "$INIT_FROM" ] && init=(--init-from "$INIT_FROM/$cell.pt")
   $PY -m training.train --config "$CONFIG" --cell "$cell" --device "$DEVICE" --data-dir "$WORK/data" \
-    --out "$WORK/runs/$cell" --max-minutes "$TRAIN_MINUTES" "${init[@]}" >"$WORK/logs/train-$cell.log" 2>&1 &
+    --out "$WORK/runs/$cell" --max-minutes "$TRAIN_MINUTES" ${init[@]+"${init[@]}"} >"$WORK/logs/train-$cell.log" 2>&1 &
   train_pids+=($!)
 done
 training() { for p in "${train_pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
