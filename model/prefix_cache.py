@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from torch import Tensor
@@ -64,12 +64,21 @@ def extend_hash(h: int, position: int, token: int) -> int:
     return (h + (token + 1) * pow(_BASE, position, _MOD)) % _MOD
 
 
-def _prefix_hashes(ids: list[int] | tuple[int, ...]) -> list[int]:
-    """hashes[i] identifies ids[:i + 1] (equal to folding :func:`extend_hash` over them)."""
+def _prefix_hashes(ids: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    """hashes[i] identifies ids[:i + 1] (equal to folding :func:`extend_hash` over them).
+
+    One request asks for its context's hashes up to three times (the lookup, the insert after
+    its prefill, the step memo): a small cache keyed by the ids computes them once.
+    """
+    return _prefix_hashes_of(tuple(ids))
+
+
+@lru_cache(maxsize=64)
+def _prefix_hashes_of(ids: tuple[int, ...]) -> tuple[int, ...]:
     if not ids:
-        return []
+        return ()
     terms = (np.asarray(ids, dtype=np.uint64) + np.uint64(1)) * _base_powers(len(ids))
-    return np.cumsum(terms, dtype=np.uint64).tolist()
+    return tuple(np.cumsum(terms, dtype=np.uint64).tolist())
 
 
 class PrefixStateCache:

@@ -341,19 +341,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.merge:
         result = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
     else:
         if not args.model:
             parser.error("--model is required unless --merge is given")
+        if args.jobs < 1:  # before reading the corpus: bad flags fail at once
+            parser.error("--jobs must be >= 1")
         try:
             docs = shard(load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed), args.shard)
         except ValueError as exc:
             parser.error(str(exc))
-        if args.jobs < 1:
-            parser.error("--jobs must be >= 1")
         result = evaluate_parallel(args.model, docs, args.jobs, args.batch_docs, not args.no_ksr, args.precision,
                                    args.threads)
         result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
