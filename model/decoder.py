@@ -4,7 +4,8 @@ Both searches start from the state after the context (the text up to the last wo
 boundary) and grow piece sequences whose surface text forms the next word(s):
 
 * :func:`next_words` -- the ``k`` most probable whole next words, optionally constrained
-  to start with the fragment the user has typed. A word is scored exactly: the
+  to complete the fragment the user has typed (start with it and be longer: the typed
+  text itself is never proposed, it would insert nothing). A word is scored exactly: the
   probability of its pieces times the probability that the piece after it does *not*
   continue the word (summed over every boundary piece, EOS included). Different
   segmentations of one word add up. The search stops as soon as no open hypothesis can
@@ -139,7 +140,13 @@ def _log_boundary_mass(tok: PieceTokenizer, logp: Tensor) -> Tensor:
 
 
 def _is_finished_word(word: str, fragment: str) -> bool:
-    return len(word) >= len(fragment) and word.startswith(fragment) and WORD_RE.fullmatch(word) is not None
+    """``word`` is a whole word that *completes* the fragment (strictly longer than it).
+
+    Why strictly: a proposal equal to what is already typed inserts nothing (empty ghost
+    text) and, accepted, saves no keystroke (it costs the one the space would have), yet it
+    takes one of the ``k`` slots. After "the" a typist wants "there" or "these", not "the".
+    """
+    return len(word) > len(fragment) and word.startswith(fragment) and WORD_RE.fullmatch(word) is not None
 
 
 def next_words(

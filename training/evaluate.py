@@ -165,7 +165,7 @@ def evaluate_neural(
             total.add(score)
             bar.update(1)
     nll = piece_nll(lm, docs)
-    return _summary(lm.name, docs, total, nll, time.time() - started, ksr)
+    return {**_summary(lm.name, docs, total, nll, time.time() - started, ksr), "beam": options.beam}
 
 
 # ---------------------------------------------------------------------------- n-gram peer
@@ -235,6 +235,11 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError(f"shards disagree on precision: {sorted(map(str, precisions))}")
     if precisions != {None}:
         merged["precision"] = precisions.pop()
+    beams = {r.get("beam") for r in results}
+    if len(beams) != 1:
+        raise ValueError(f"shards disagree on beam: {sorted(map(str, beams))}")
+    if beams != {None}:
+        merged["beam"] = beams.pop()
     if "source" in results[0]:
         merged["source"] = {**results[0]["source"], "shard": None, "merged_shards": len(results)}
     return merged
@@ -272,7 +277,7 @@ def sample_docs(docs: list[str], max_docs: int | None, seed: int) -> list[str]:
 
 def evaluate_path(
     model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
-    threads: int | None = None, bar_position: int = 0,
+    threads: int | None = None, bar_position: int = 0, beam: int | None = None,
 ) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
@@ -284,12 +289,14 @@ def evaluate_path(
                                   bar_position)
     lm = load_artifact(model_path, precision=precision)
     lm.name = Path(model_path).stem
-    return {**evaluate_neural(lm, docs, batch_docs, ksr, bar_position=bar_position), "precision": lm.precision}
+    options = DecodeOptions(beam=beam) if beam else DecodeOptions()
+    result = evaluate_neural(lm, docs, batch_docs, ksr, options, bar_position=bar_position)
+    return {**result, "precision": lm.precision}
 
 
 def evaluate_parallel(
     model_path: str, docs: list[str], jobs: int, batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
-    threads: int | None = None,
+    threads: int | None = None, beam: int | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_path` over ``jobs`` worker processes, one shard each, merged exactly.
 
@@ -298,10 +305,10 @@ def evaluate_parallel(
     """
     jobs = max(1, min(jobs, len(docs)))
     if jobs == 1:
-        return evaluate_path(model_path, docs, batch_docs, ksr, precision, threads)
+        return evaluate_path(model_path, docs, batch_docs, ksr, precision, threads, beam=beam)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(evaluate_path, model_path, part, batch_docs, ksr, precision, threads or 1, i)
+        futures = [pool.submit(evaluate_path, model_path, part, batch_docs, ksr, precision, threads or 1, i, beam)
                    for i, part in enumerate(balanced_shards(docs, jobs))]
         return merge_results([f.result() for f in futures])
 
@@ -336,24 +343,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes, each on its own shard, merged exactly (e.g. one per core)")
     parser.add_argument("--no-ksr", action="store_true", help="skip keystroke savings (faster)")
+    parser.add_argument("--beam", type=int, help=f"next-word beam width (default {DecodeOptions.beam}, the server's)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                         help="weights as the server would hold them (fp16: packed at load, as served by default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
     if args.merge:
-        result = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
+        try:
+            result = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
+        except ValueError as exc:  # shards of different runs: say so, no traceback
+            parser.error(str(exc))
     else:
         if not args.model:
             parser.error("--model is required unless --merge is given")
         if args.jobs < 1:  # before reading the corpus: bad flags fail at once
             parser.error("--jobs must be >= 1")
+        if args.beam is not None and args.beam < 1:
+            parser.error("--beam must be >= 1")
         try:
             docs = shard(load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed), args.shard)
         except ValueError as exc:
             parser.error(str(exc))
         result = evaluate_parallel(args.model, docs, args.jobs, args.batch_docs, not args.no_ksr, args.precision,
-                                   args.threads)
+                                   args.threads, args.beam)
         result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
                             "seed": args.seed, "shard": args.shard}
     if args.out:

@@ -623,6 +623,18 @@ class NgramModel:
         return [(w, p1[w]) for w in rows]
 
     def predict(self, context: str, fragment: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most probable next words that complete ``fragment``, best first.
+
+        As the neural decoder (``model.decoder``) does, a word equal to the typed fragment
+        is not proposed: it would insert nothing and take a slot. So the exact top-``k + 1``
+        of the words starting with it is ranked and the fragment itself dropped.
+        """
+        if not fragment:
+            return self._top_starting_with(context, fragment, k)
+        ranked = self._top_starting_with(context, fragment, k + 1)
+        return [pair for pair in ranked if pair[0] != fragment][:k]
+
+    def _top_starting_with(self, context: str, fragment: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` most probable next words that start with ``fragment``, best first.
 
         ``context`` is all text before the word (its last ``order - 1`` words are used;

@@ -84,10 +84,26 @@ def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragm
     found = run(next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12))
     assert found, "exhaustive search finds words"
     for word, score in found:
-        assert word.startswith(fragment) and WORD_RE.fullmatch(word)
+        assert word.startswith(fragment) and len(word) > len(fragment) and WORD_RE.fullmatch(word)
         assert score == pytest.approx(brute_force_word_logp(tok, MODULE, start, word), abs=1e-4)
     scores = [s for _, s in found]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_fragment_that_is_a_word_is_completed_not_repeated(gru_lm) -> None:
+    """Typed "the": "the" itself would insert nothing; the slots go to "there", "them", ..."""
+    for text in ["I saw the", "It was a", "I"]:
+        fragment = text.split()[-1]
+        result = drive(gru_lm.module, [suggest(gru_lm, text, k=5)])[0]
+        assert result.fragment == fragment
+        assert len(result.suggestions) == 5, text
+        assert all(w.startswith(fragment) and w != fragment for w, _ in result.suggestions), result.suggestions
+    # The model's favourite next word, typed out without its space, is completed, not echoed.
+    for context in ["I saw ", "The movie was ", "This is "]:
+        best = drive(gru_lm.module, [suggest(gru_lm, context, k=1)])[0].suggestions[0][0]
+        typed = drive(gru_lm.module, [suggest(gru_lm, context + best, k=5)])[0]
+        assert typed.fragment == best
+        assert all(w.startswith(best) and w != best for w, _ in typed.suggestions), (best, typed.suggestions)
 
 
 def test_fragment_suggestions_all_start_with_fragment(gru_lm) -> None:

@@ -142,6 +142,25 @@ def test_jobs_split_the_work_over_processes_and_merge_exactly(
         main(["--model", model, "--text", str(text), "--jobs", "0"])
 
 
+def test_beam_is_a_flag_recorded_with_the_result(
+    tmp_path: Path, tiny_models: dict[str, Path], tiny_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A figure says which search made it; shards searched differently do not merge."""
+    text = tmp_path / "docs.txt"
+    text.write_text("\n".join(tiny_corpus.read_text().splitlines()[:3]) + "\n")
+    model = str(tiny_models["gru"])
+    narrow, wide = tmp_path / "narrow.json", tmp_path / "wide.json"
+    main(["--model", model, "--text", str(text), "--no-ksr", "--out", str(narrow)])
+    main(["--model", model, "--text", str(text), "--no-ksr", "--beam", "12", "--out", str(wide)])
+    assert json.loads(narrow.read_text())["beam"] == 6  # the server's default
+    assert json.loads(wide.read_text())["beam"] == 12
+    with pytest.raises(SystemExit):
+        main(["--merge", str(narrow), str(wide)])
+    assert "disagree on beam" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--model", model, "--text", str(text), "--beam", "0"])
+
+
 def test_balanced_shards_partition_by_length() -> None:
     # Long and short reviews alternate: every-other-document shards would be 300 vs 3 characters.
     docs = ["x" * n for n in (100, 1, 100, 1, 100, 1)]

@@ -74,7 +74,7 @@ def test_predict_matches_brute_force(
         probs = model.token_probs(context)
         for fragment in FRAGMENTS:
             ranked = sorted(
-                ((w, p) for w, p in probs.items() if w not in (UNK, EOS) and w.startswith(fragment)),
+                ((w, p) for w, p in probs.items() if w not in (UNK, EOS, fragment) and w.startswith(fragment)),
                 key=lambda wp: -wp[1],
             )
             for k in (1, 2, 3, 5):
@@ -101,6 +101,14 @@ def test_cache_shrink_keeps_hot_histories_and_answers() -> None:
             assert model.predict(c, f, 3) == expected
 
 
+def test_the_typed_fragment_itself_is_never_proposed() -> None:
+    """After typing "the" the slots go to words that complete it, not to "the" itself."""
+    model = _fit()
+    assert model.predict("I saw", "", 3)[0][0] == "the", "the corpus makes 'the' the likely word here"
+    got = model.predict("I saw", "the", 3)
+    assert got and all(w.startswith("the") and w != "the" for w, _ in got)
+
+
 def test_fragment_restriction_is_case_sensitive() -> None:
     model = _fit()
     for context in CONTEXTS:
@@ -110,7 +118,8 @@ def test_fragment_restriction_is_case_sensitive() -> None:
         assert lower and all(w.startswith("ca") for w, _ in lower)
         assert "cat" in {w for w, _ in lower}
         assert model.predict(context, "zz", 5) == []
-        assert model.predict(context, "cat's", 5) == [
+        assert model.predict(context, "cat's", 5) == []  # typed in full: nothing left to complete
+        assert model.predict(context, "cat'", 5) == [
             ("cat's", pytest.approx(math.exp(model.word_log_prob(context, "cat's")), rel=1e-5))
         ]
     assert model.predict("the", "", 0) == []
