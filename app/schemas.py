@@ -37,6 +37,11 @@ class CompleteResponse(BaseModel):
     completion: Completion | None
     timing_ms: TimingMs
     cache_hit: bool = Field(False, description="The context's state came from the prefix cache")
+    typed_word_prob: float = Field(
+        0.0,
+        description="Probability that the typed fragment is already the whole word. Suggestions only"
+        " complete the fragment (never repeat it); show one as ghost text only when it beats this.",
+    )
 
 
 class ErrorResponse(BaseModel):

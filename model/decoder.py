@@ -5,7 +5,8 @@ boundary) and grow piece sequences whose surface text forms the next word(s):
 
 * :func:`next_words` -- the ``k`` most probable whole next words, optionally constrained
   to complete the fragment the user has typed (start with it and be longer: the typed
-  text itself is never proposed, it would insert nothing). A word is scored exactly: the
+  text itself is never proposed, it would insert nothing; its own probability of being
+  the whole word is returned beside the proposals). A word is scored exactly: the
   probability of its pieces times the probability that the piece after it does *not*
   continue the word (summed over every boundary piece, EOS included). Different
   segmentations of one word add up. The search stops as soon as no open hypothesis can
@@ -139,14 +140,25 @@ def _log_boundary_mass(tok: PieceTokenizer, logp: Tensor) -> Tensor:
     return ends
 
 
-def _is_finished_word(word: str, fragment: str) -> bool:
-    """``word`` is a whole word that *completes* the fragment (strictly longer than it).
+def _is_whole_word(word: str, fragment: str) -> bool:
+    """``word`` is a whole word (``WORD_RE``) that starts with the typed fragment."""
+    return len(word) >= len(fragment) and word.startswith(fragment) and WORD_RE.fullmatch(word) is not None
 
-    Why strictly: a proposal equal to what is already typed inserts nothing (empty ghost
-    text) and, accepted, saves no keystroke (it costs the one the space would have), yet it
-    takes one of the ``k`` slots. After "the" a typist wants "there" or "these", not "the".
+
+@dataclass
+class NextWords:
+    """What :func:`next_words` found.
+
+    ``words`` only *complete* the fragment (each is longer than it). Why: a proposal equal
+    to what is already typed inserts nothing (empty ghost text) and, accepted, saves no
+    keystroke (it costs the one the space would have), yet it takes one of the ``k``
+    slots; after "the" a typist wants "there" or "these" offered, not "the". How likely
+    it is that the typed text is already the whole word is kept apart, in ``typed_logp``,
+    so a client can still hold back ghost text when "the" itself is the better bet.
     """
-    return len(word) > len(fragment) and word.startswith(fragment) and WORD_RE.fullmatch(word) is not None
+
+    words: list[tuple[str, float]]  # (word, log-probability), best first
+    typed_logp: float | None = None  # log P(the fragment is the whole word); None: not a word / not reached
 
 
 def next_words(
@@ -159,8 +171,8 @@ def next_words(
     beam: int = 8,
     max_pieces: int = 10,
     memo: StepMemo | None = None,
-) -> Decoding[list[tuple[str, float]]]:
-    """Top-``k`` whole next words as ``(word, log-probability)``, best first.
+) -> Decoding[NextWords]:
+    """Top-``k`` whole next words as ``(word, log-probability)``, best first (see :class:`NextWords`).
 
     ``logp`` [1, V] and ``state`` [1, L, W] describe the model after the context;
     ``require_space`` says the context ended in whitespace (or is empty), so the word must
@@ -168,15 +180,19 @@ def next_words(
     ``memo`` (the context's, from the prefix cache) reuses and records the beam's steps.
     """
     finals: dict[str, float] = {}
+    typed: float | None = None
     hyps = [_Hyp("", 0.0)]
     vocab = logp.size(1)
     for _ in range(max_pieces):
-        finishing = [i for i, h in enumerate(hyps) if h.word and _is_finished_word(h.word, fragment)]
+        finishing = [i for i, h in enumerate(hyps) if h.word and _is_whole_word(h.word, fragment)]
         if finishing:
             ends = _log_boundary_mass(tok, logp[finishing]).tolist()
             for i, end in zip(finishing, ends, strict=True):
                 word = hyps[i].word
-                finals[word] = _logaddexp(finals.get(word), hyps[i].score + end)
+                if len(word) == len(fragment):  # the typed text itself: not a proposal
+                    typed = _logaddexp(typed, hyps[i].score + end)
+                else:
+                    finals[word] = _logaddexp(finals.get(word), hyps[i].score + end)
         allowed = torch.stack([_allowed_scores(tok, *_mask_key(h, fragment, require_space)) for h in hyps])
         scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp + allowed
         top = torch.topk(scores.flatten(), min(beam, scores.numel()))
@@ -193,7 +209,7 @@ def next_words(
         ]
         logp, state = yield from _expand(memo, state, rows, [h.ids for h in hyps])
     ranked = sorted(finals.items(), key=lambda kv: kv[1], reverse=True)
-    return ranked[:k]
+    return NextWords(ranked[:k], typed)
 
 
 def complete_phrase(

@@ -41,6 +41,9 @@ class SuggestResult:
     prefilled_tokens: int = 0  # tokens the network had to read for the context
     cache_hit: bool = False
     model_calls: int = field(default=0)
+    # P(the fragment is already the whole word): the suggestions never repeat it (see
+    # model.decoder.NextWords); 0 with no fragment or when the search did not reach it.
+    typed_word_prob: float = 0.0
 
 
 def prompt_parts(lm: LanguageModel, text: str) -> tuple[list[int], str, bool, str]:
@@ -92,10 +95,11 @@ def suggest(
     ids, fragment, require_space, _ = prompt_parts(lm, text)
     logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk)
     memo = StepMemo(cache, ids) if cache is not None else None
-    ranked = yield from next_words(
+    found = yield from next_words(
         lm.tokenizer, logp, state, fragment, require_space, k=k, beam=max(options.beam, k), memo=memo
     )
-    suggestions = [(word, math.exp(score)) for word, score in ranked]
+    suggestions = [(word, math.exp(score)) for word, score in found.words]
+    typed_word_prob = math.exp(found.typed_logp) if found.typed_logp is not None else 0.0
     completion = None
     if max_words > 0:
         phrase = yield from complete_phrase(
@@ -103,4 +107,4 @@ def suggest(
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
-    return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit)
+    return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob)

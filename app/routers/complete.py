@@ -92,5 +92,6 @@ def _encode(name: str, answer: EngineResult) -> JSONResponse:
             "total": round(timing.total_ms, 3),
         },
         "cache_hit": result.cache_hit,
+        "typed_word_prob": result.typed_word_prob,
     }
     return JSONResponse(body)

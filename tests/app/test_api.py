@@ -17,7 +17,7 @@ import pytest
 from app.schemas import CompleteResponse
 from model.artifact import load_artifact
 
-RESPONSE_FIELDS = {"model", "fragment", "suggestions", "completion", "timing_ms", "cache_hit"}
+RESPONSE_FIELDS = {"model", "fragment", "suggestions", "completion", "timing_ms", "cache_hit", "typed_word_prob"}
 LONG_TEXT = ("I think the movie was great. Honestly the plot was predictable. " * 80)[:4000]
 
 
@@ -41,6 +41,10 @@ def check_answer(body: dict, k: int | None = None) -> None:
     assert all(isinstance(p, float) and 0.0 < p <= 1.0 for p in probs), probs
     assert probs == sorted(probs, reverse=True), "suggestions must be sorted by probability"
     assert all(w.startswith(body["fragment"]) for w in words), (body["fragment"], words)
+    assert body["fragment"] not in words, "a suggestion must add something to what was typed"
+    assert 0.0 <= body["typed_word_prob"] <= 1.0
+    if not body["fragment"]:
+        assert body["typed_word_prob"] == 0.0
     completion = body["completion"]
     if completion is not None:
         assert set(completion) == {"text", "confidence"}
@@ -472,7 +476,8 @@ async def test_demo_page_is_served(client):
 def test_answer_checks_catch_malformed_answers():
     """The check helper itself: a malformed answer is caught (guards against vacuous tests)."""
     good = {"model": "gru", "fragment": "mo", "suggestions": [{"word": "movie", "prob": 0.5}],
-            "completion": None, "timing_ms": {"queue": 0.1, "compute": 1.0, "total": 1.1}, "cache_hit": False}
+            "completion": None, "timing_ms": {"queue": 0.1, "compute": 1.0, "total": 1.1}, "cache_hit": False,
+            "typed_word_prob": 0.01}
     check_answer(good, k=1)
     for bad in (
         {**good, "suggestions": [{"word": "film", "prob": 0.5}]},
@@ -480,6 +485,8 @@ def test_answer_checks_catch_malformed_answers():
         {**good, "suggestions": [{"word": "movie", "prob": 1.5}]},
         {**good, "suggestions": [{"word": "movie", "prob": 0.0}]},
         {**good, "extra": 1},
+        {**good, "suggestions": [{"word": "mo", "prob": 0.5}]},  # repeats what was typed
+        {**good, "fragment": "", "suggestions": [{"word": "movie", "prob": 0.5}]},  # typed nothing, yet a typed word
     ):
         with pytest.raises(AssertionError):
             check_answer(bad)

@@ -81,13 +81,19 @@ def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragm
     MODULE = BigramModule(tok.vocab_size)
     start = tok.eos_id
     logp, state = MODULE.step(torch.tensor([start]), torch.zeros(1, 1, 1))
-    found = run(next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12))
+    result = run(next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12))
+    found = result.words
     assert found, "exhaustive search finds words"
     for word, score in found:
         assert word.startswith(fragment) and len(word) > len(fragment) and WORD_RE.fullmatch(word)
         assert score == pytest.approx(brute_force_word_logp(tok, MODULE, start, word), abs=1e-4)
     scores = [s for _, s in found]
     assert scores == sorted(scores, reverse=True)
+    # The typed text itself is not proposed, but its probability of being the whole word is exact.
+    if fragment:
+        assert result.typed_logp == pytest.approx(brute_force_word_logp(tok, MODULE, start, fragment), abs=1e-4)
+    else:
+        assert result.typed_logp is None
 
 
 def test_a_fragment_that_is_a_word_is_completed_not_repeated(gru_lm) -> None:
@@ -98,12 +104,15 @@ def test_a_fragment_that_is_a_word_is_completed_not_repeated(gru_lm) -> None:
         assert result.fragment == fragment
         assert len(result.suggestions) == 5, text
         assert all(w.startswith(fragment) and w != fragment for w, _ in result.suggestions), result.suggestions
-    # The model's favourite next word, typed out without its space, is completed, not echoed.
+    # The model's favourite next word, typed out without its space, is completed, not echoed;
+    # the probability that it is already whole is reported instead, the same as before typing.
     for context in ["I saw ", "The movie was ", "This is "]:
-        best = drive(gru_lm.module, [suggest(gru_lm, context, k=1)])[0].suggestions[0][0]
+        [(best, prob)] = drive(gru_lm.module, [suggest(gru_lm, context, k=1)])[0].suggestions
         typed = drive(gru_lm.module, [suggest(gru_lm, context + best, k=5)])[0]
         assert typed.fragment == best
         assert all(w.startswith(best) and w != best for w, _ in typed.suggestions), (best, typed.suggestions)
+        assert typed.typed_word_prob == pytest.approx(prob, rel=1e-3)
+    assert drive(gru_lm.module, [suggest(gru_lm, "I saw ", k=3)])[0].typed_word_prob == 0.0
 
 
 def test_fragment_suggestions_all_start_with_fragment(gru_lm) -> None:
