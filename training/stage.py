@@ -50,6 +50,9 @@ def stage(data_dir: Path, corpus: str, out: Path, sizes: tuple[int, ...] = (2000
     for name in ("valid.npy", "tokenizer.model", "summary.json"):
         shutil.copy(data_dir / name, out / name)
     everything = load_docs(None, corpus, "test", None, seed)  # read the corpus once
+    if len(everything) < max(sizes):  # a smaller "sample" would be all of it, in another order
+        raise ValueError(f"{corpus} has {len(everything)} test documents, fewer than the {max(sizes)} "
+                         "the evaluation sets need: pass smaller --sizes")
     docs = sample_docs(everything, max(sizes), seed)
     for size in sizes:
         # random.sample draws the same first picks for any k here, so each smaller set is a prefix.
@@ -71,8 +74,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokenizer-from", type=Path,
                         help="an artifact whose tokenizer the corpus must use (prepares --data-dir if new)")
+    parser.add_argument("--sizes", default="2000,200",
+                        help="evaluation sets to write, in documents (default 2000,200: the job's top-k and ksr sets)")
     args = parser.parse_args(argv)
-    stage(Path(args.data_dir), args.corpus, Path(args.out), seed=args.seed, tokenizer_from=args.tokenizer_from)
+    try:
+        sizes = tuple(int(n) for n in args.sizes.split(","))
+    except ValueError:
+        parser.error(f"--sizes: comma-separated document counts, got {args.sizes!r}")
+    if not sizes or min(sizes) < 1:
+        parser.error("--sizes: every count must be >= 1")
+    try:
+        stage(Path(args.data_dir), args.corpus, Path(args.out), sizes, args.seed, args.tokenizer_from)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

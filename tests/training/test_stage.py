@@ -11,7 +11,7 @@ import pytest
 from model.artifact import load_artifact
 from training.corpus import CorpusSpec, prepare_corpus
 from training.evaluate import load_docs
-from training.stage import stage
+from training.stage import main, stage
 
 
 def test_stage_copies_the_corpus_and_writes_the_evaluators_samples(
@@ -45,3 +45,17 @@ def test_stage_prepares_or_checks_the_corpus_for_an_artifacts_tokenizer(
     prepare_corpus(CorpusSpec(path=str(tiny_corpus), vocab_size=300), other)
     with pytest.raises(ValueError, match="another tokenizer"):
         stage(other, str(tiny_corpus), tmp_path / "stage3", sizes=(5,), tokenizer_from=artifact)
+
+
+def test_a_corpus_smaller_than_the_evaluation_set_is_a_clear_error(
+    tmp_path: Path, tiny_models: dict[str, Path], tiny_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tiny_models["gru"].parent / "data"
+    have = len(load_docs(None, str(tiny_corpus), "test", None, 0))
+    with pytest.raises(ValueError, match=f"has {have} test documents"):
+        stage(data_dir, str(tiny_corpus), tmp_path / "stage", sizes=(have + 1, 5))
+    with pytest.raises(SystemExit):  # the default sizes (2000, 200) on a tiny corpus: a usage error
+        main(["--data-dir", str(data_dir), "--corpus", str(tiny_corpus), "--out", str(tmp_path / "s2")])
+    assert "pass smaller --sizes" in capsys.readouterr().err
+    main(["--data-dir", str(data_dir), "--corpus", str(tiny_corpus), "--out", str(tmp_path / "s3"), "--sizes", "9,3"])
+    assert len((tmp_path / "s3" / "imdb-test-9.jsonl").read_text().splitlines()) == 9
