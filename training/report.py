@@ -3,7 +3,7 @@
     python -m training.report --results docs/results --runs runs/gru runs/lstm > docs/results/tables.md
 
 Reads ``<results>/<set>_<model>.json`` files written by ``python -m training.evaluate --out``
-(sets: ``imdb2000ksr``, ``imdb2000``, ``imdb500``, ``imdb200ksr``, ``wiki200``; models: ``gru``, ``lstm``, ``ngram``),
+(sets: ``imdb2000ksr``, ``imdb2000``, ``imdb500``, ``wiki200``; models: ``gru``, ``lstm``, ``ngram``),
 ``<results>/step_latency.json`` (``python -m bench.step_latency``) and the artifacts' cards,
 and prints Markdown tables. Missing inputs print as "n/a": nothing is filled in by hand.
 """
@@ -36,7 +36,6 @@ SETS = (
     ("imdb2000ksr", "IMDB test"),
     ("imdb2000", "IMDB test"),
     ("imdb500", "IMDB test"),
-    ("imdb200ksr", "IMDB test"),
     ("wiki200", "WikiText-2 valid"),
 )
 
