@@ -10,7 +10,7 @@ evaluator both run exactly this function.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -40,7 +40,6 @@ class SuggestResult:
     context_tokens: int = 0
     prefilled_tokens: int = 0  # tokens the network had to read for the context
     cache_hit: bool = False
-    model_calls: int = field(default=0)
     # P(the fragment is already the whole word): the suggestions never repeat it (see
     # model.decoder.NextWords); 0 with no fragment or when the search did not reach it.
     typed_word_prob: float = 0.0
