@@ -230,16 +230,12 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         total.add(DocScore(**sums))
     merged = summarize(results[0]["model"], sum(r["docs"] for r in results), ws_tokens, total, nll,
                        max(r["seconds"] for r in results), ksr_flags.pop())
-    precisions = {r.get("precision") for r in results}
-    if len(precisions) != 1:
-        raise ValueError(f"shards disagree on precision: {sorted(map(str, precisions))}")
-    if precisions != {None}:
-        merged["precision"] = precisions.pop()
-    beams = {r.get("beam") for r in results}
-    if len(beams) != 1:
-        raise ValueError(f"shards disagree on beam: {sorted(map(str, beams))}")
-    if beams != {None}:
-        merged["beam"] = beams.pop()
+    for setting in ("precision", "beam"):  # how the figures were made: every shard must agree
+        values = {r.get(setting) for r in results}
+        if len(values) != 1:
+            raise ValueError(f"shards disagree on {setting}: {sorted(map(str, values))}")
+        if values != {None}:
+            merged[setting] = values.pop()
     if "source" in results[0]:
         merged["source"] = {**results[0]["source"], "shard": None, "merged_shards": len(results)}
     return merged

@@ -44,15 +44,15 @@ def stage(data_dir: Path, corpus: str, out: Path, sizes: tuple[int, ...] = (2000
           tokenizer_from: Path | None = None) -> None:
     if tokenizer_from is not None:
         ensure_tokenized_by(data_dir, corpus, tokenizer_from)
+    everything = load_docs(None, corpus, "test", None, seed)  # read the corpus once, before the slow copy
+    if len(everything) < max(sizes):  # a smaller "sample" would be all of it, in another order
+        raise ValueError(f"{corpus} has {len(everything)} test documents, fewer than the {max(sizes)} "
+                         "the evaluation sets need: pass smaller --sizes")
     out.mkdir(parents=True, exist_ok=True)
     with (data_dir / "train.npy").open("rb") as src, lzma.open(out / "train.npy.xz", "wb", preset=3) as dst:
         shutil.copyfileobj(src, dst, 1 << 22)
     for name in ("valid.npy", "tokenizer.model", "summary.json"):
         shutil.copy(data_dir / name, out / name)
-    everything = load_docs(None, corpus, "test", None, seed)  # read the corpus once
-    if len(everything) < max(sizes):  # a smaller "sample" would be all of it, in another order
-        raise ValueError(f"{corpus} has {len(everything)} test documents, fewer than the {max(sizes)} "
-                         "the evaluation sets need: pass smaller --sizes")
     docs = sample_docs(everything, max(sizes), seed)
     for size in sizes:
         # random.sample draws the same first picks for any k here, so each smaller set is a prefix.

@@ -54,6 +54,7 @@ def test_a_corpus_smaller_than_the_evaluation_set_is_a_clear_error(
     have = len(load_docs(None, str(tiny_corpus), "test", None, 0))
     with pytest.raises(ValueError, match=f"has {have} test documents"):
         stage(data_dir, str(tiny_corpus), tmp_path / "stage", sizes=(have + 1, 5))
+    assert not (tmp_path / "stage").exists(), "checked before the slow copy: nothing half-staged"
     with pytest.raises(SystemExit):  # the default sizes (2000, 200) on a tiny corpus: a usage error
         main(["--data-dir", str(data_dir), "--corpus", str(tiny_corpus), "--out", str(tmp_path / "s2")])
     assert "pass smaller --sizes" in capsys.readouterr().err
