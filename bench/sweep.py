@@ -420,9 +420,9 @@ class ServerProcess:
     """A server subprocess in its own process group: start, wait until ready, stop."""
 
     def __init__(self, argv: list[str], env: Mapping[str, str], base_url: str, ready_path: str,
-                 log_path: Path, name: str) -> None:
+                 log_path: Path, name: str, cwd: Path = REPO) -> None:
         self.argv, self.env, self.base_url, self.ready_path = argv, dict(env), base_url, ready_path
-        self.log_path, self.name = log_path, name
+        self.log_path, self.name, self.cwd = log_path, name, cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_after_s: float | None = None
 
@@ -430,7 +430,7 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = self.log_path.open("wb")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=logf, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         logf.close()
         with httpx.Client(trust_env=False, timeout=2.0) as client:

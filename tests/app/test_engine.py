@@ -5,16 +5,17 @@ deadlines and cancellation behave; the engine answers exactly what the offline d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from typing import Any
 
 import pytest
 
-from app.engine import EngineConfig, EngineStopped, InferenceEngine, Overloaded
+from app.engine import EngineConfig, EngineStopped, InferenceEngine, Overloaded, steps_then_reads
 from app.main import engine_config
 from app.metrics import Metrics
-from model.batching import drive
+from model.batching import ModelCall, drive
 from model.suggest import DecodeOptions, SuggestResult, suggest
 
 LOG_TOL = 1e-5
@@ -234,6 +235,69 @@ async def test_deadline_gives_504(start_app, make_settings, overrides):
 
 
 # --------------------------------------------------------------------------- engine directly
+
+
+class CallSpy:
+    """Stands in for a scripted module: records the row lengths of every call, then delegates.
+
+    The first context read is held for ``hold_first_read_s``, so a test can submit requests
+    that arrive while it runs (they then meet the first request's beam step in one iteration).
+    """
+
+    def __init__(self, module: Any, hold_first_read_s: float = 0.0) -> None:
+        self.module = module
+        self.hold_first_read_s = hold_first_read_s
+        self.calls: list[tuple[str, list[int]]] = []
+
+    def init_state(self, batch: int):
+        return self.module.init_state(batch)
+
+    def step(self, tokens, state):
+        self.calls.append(("step", [1] * len(tokens)))
+        return self.module.step(tokens, state)
+
+    def prefill(self, tokens, lengths, state):
+        self.calls.append(("prefill", lengths.tolist()))
+        if len(self.calls) == 1:
+            time.sleep(self.hold_first_read_s)
+        return self.module.prefill(tokens, lengths, state)
+
+
+def test_steps_then_reads_splits_one_iteration_into_two_calls():
+    def pending(*rows: int) -> Any:
+        request = type("Pending", (), {})()
+        request.call = ModelCall([[7] * n for n in rows], None)  # type: ignore[arg-type]
+        return request
+
+    beam, read, one_piece_context, other_beam, other_read = (
+        pending(1, 1, 1, 1, 1, 1), pending(30), pending(1), pending(1, 1), pending(5)
+    )
+    groups = steps_then_reads([beam, read, one_piece_context, other_beam, other_read])
+    assert groups == [[beam, one_piece_context, other_beam], [read, other_read]]
+    assert steps_then_reads([read]) == [[read]]
+    assert steps_then_reads([]) == []
+
+
+async def test_beam_steps_never_wait_inside_a_context_read(gru_lm):
+    """Requests arriving while another is being answered: their context reads and its beam step are
+    due in the same iteration, yet a beam step never rides along in a context read's call, while
+    steps still batch with steps and reads with reads."""
+    spy = CallSpy(gru_lm.module, hold_first_read_s=0.2)
+    lm = dataclasses.replace(gru_lm, module=spy)
+    engine, _ = make_engine(lm, max_wait_ms=20, cache_bytes=0, max_queue_wait_ms=60_000, deadline_ms=60_000)
+    try:
+        first, *rest = varied_requests(16)
+        early = asyncio.ensure_future(engine.complete(first["text"], first["k"], first["max_words"]))
+        await wait_until(lambda: spy.calls)  # the first request's context read is running (held)
+        later = [engine.complete(b["text"], b["k"], b["max_words"]) for b in rest]
+        await asyncio.wait_for(asyncio.gather(early, *later), timeout=60)
+    finally:
+        engine.stop()
+    reads = [lengths for kind, lengths in spy.calls if kind == "prefill"]
+    steps = [lengths for kind, lengths in spy.calls if kind == "step"]
+    assert reads and all(min(lengths) >= 2 for lengths in reads), reads
+    assert max(len(lengths) for lengths in reads) > 1  # several requests' contexts read in one call
+    assert max(len(lengths) for lengths in steps) > 10  # beams of several requests (beam <= 10) in one call
 
 
 def make_engine(lm, **config: Any) -> tuple[InferenceEngine, Metrics]:

@@ -1,0 +1,51 @@
+"""bench.ab without servers: arm parsing, the rotation that interleaves arms, sample pooling."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.ab import Arm, ok_latencies, parse_arm, pooled, rotated
+from bench.sweep import REPO
+
+
+def test_parse_arm_reads_directory_and_settings() -> None:
+    arm = parse_arm("off=.:NEXTWORD_BATCHING=false:NEXTWORD_MAX_WAIT_MS=0")
+    assert arm.name == "off" and arm.directory == REPO
+    assert arm.env == {"NEXTWORD_BATCHING": "false", "NEXTWORD_MAX_WAIT_MS": "0"}
+    assert parse_arm(f"base={REPO}").env == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("no-directory", "NAME=DIR"),
+        ("x=.:BATCHING=false", "not a NEXTWORD_"),
+        ("x=.:NEXTWORD_BATCHING", "not a NEXTWORD_"),
+        ("x=/nonexistent/checkout", "not a nextword checkout"),
+    ],
+)
+def test_parse_arm_rejects_with_a_reason(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_arm(text)
+
+
+def test_rotation_gives_every_arm_every_position() -> None:
+    arms = [Arm(n, REPO) for n in "abc"]
+    orders = [[a.name for a in rotated(arms, r)] for r in range(3)]
+    assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    for position in range(3):
+        assert {order[position] for order in orders} == {"a", "b", "c"}
+
+
+def test_pooling_keeps_measured_200s_only() -> None:
+    result = {
+        "samples": {
+            "latency_ms": [5.0, 7.0, 9.0, 11.0, None, 100.0],
+            "status": ["200", "200", "503", "200", "timeout", "200"],
+            "warmup": [True, False, False, False, False, False],
+        }
+    }
+    latencies = ok_latencies(result)
+    assert latencies == [7.0, 11.0, 100.0]
+    summary = pooled(latencies)
+    assert summary["count"] == 3 and summary["p50"] == 11.0 and summary["max"] == 100.0
