@@ -114,7 +114,7 @@ class _Request:
 
 @dataclass
 class IterationStats:
-    """What one scheduler iteration did (fed to metrics by the observer)."""
+    """What one model call did (fed to metrics by the observer; an iteration makes one or two)."""
 
     requests: int
     rows: int
@@ -356,8 +356,15 @@ class InferenceEngine:
                 chosen.append(req)
                 rows += req.call.rows
             self._active = [r for r in self._active if r.call is not None]
+            if not chosen:
+                continue
+            t0 = time.perf_counter()
             for group in steps_then_reads(chosen):
                 self._run(group)
+            elapsed = time.perf_counter() - t0
+            self._ema_iteration_s = 0.9 * self._ema_iteration_s + 0.1 * elapsed
+            self.iterations += 1
+            self._record_work(elapsed, sum(1 for r in chosen if r.call is None))
             self._active = [r for r in self._active if r.call is not None]
         log.info("engine %s stopped after %d iterations", self.lm.name, self.iterations)
 
@@ -366,19 +373,14 @@ class InferenceEngine:
         calls: list[ModelCall] = [r.call for r in group]  # type: ignore[misc]
         t0 = time.perf_counter()
         outputs = run_calls(self.lm.module, calls)
-        elapsed = time.perf_counter() - t0
-        self._ema_iteration_s = 0.9 * self._ema_iteration_s + 0.1 * elapsed
-        self.iterations += 1
-        self.max_batch_seen = max(self.max_batch_seen, len(group))
         if self.observer is not None:
             rows = sum(c.rows for c in calls)
             tokens = sum(c.num_tokens for c in calls)
-            self.observer.iteration(IterationStats(len(group), rows, tokens, elapsed))
+            self.observer.iteration(IterationStats(len(group), rows, tokens, time.perf_counter() - t0))
+        self.max_batch_seen = max(self.max_batch_seen, len(group))
         for req, out in zip(group, outputs, strict=True):
             req.call = None
             self._advance(req, out)
-        answered = sum(1 for r in group if r.call is None)
-        self._record_work(time.perf_counter() - t0, answered)
 
 
 def steps_then_reads(requests: list[_Request]) -> list[list[_Request]]:
@@ -392,6 +394,9 @@ def steps_then_reads(requests: list[_Request]) -> list[list[_Request]]:
     batch with steps and context reads with context reads (rows sharing each weight read),
     and the requests nearest their answer go first.
     """
-    steps = [r for r in requests if r.call is not None and r.call.num_tokens == r.call.rows]
-    reads = [r for r in requests if r.call is not None and r.call.num_tokens != r.call.rows]
+    steps: list[_Request] = []
+    reads: list[_Request] = []
+    for req in requests:
+        assert req.call is not None
+        (steps if req.call.num_tokens == req.call.rows else reads).append(req)
     return [group for group in (steps, reads) if group]

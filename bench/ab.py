@@ -69,10 +69,6 @@ def rotated(arms: Sequence[Arm], round_index: int) -> list[Arm]:
     return [*arms[k:], *arms[:k]]
 
 
-def pooled(latencies: Sequence[float]) -> dict[str, Any]:
-    return rounded(summarize(latencies))
-
-
 def ok_latencies(result: dict[str, Any]) -> list[float]:
     """Measured (not warm-up) latencies of the 200s, from a run's kept samples."""
     s = result["samples"]
@@ -152,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rate in rates:
             runs = per_round[arm.name][rate]
             table[arm.name][f"{rate:g}"] = {
-                "pooled_ok_latency_ms": pooled([x for r in runs for x in ok_latencies(r)]),
+                "pooled_ok_latency_ms": rounded(summarize(x for r in runs for x in ok_latencies(r))),
                 "round_p99_ms": [r["latency_ms_ok"]["p99"] for r in runs],
                 "not_ok": sum(r["requests"]["measured"] - r["requests"]["ok"] for r in runs),
                 "behind_schedule_runs": sum(bool(r["behind_schedule"]) for r in runs),

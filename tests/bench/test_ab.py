@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.ab import Arm, ok_latencies, parse_arm, pooled, rotated
+from bench.ab import Arm, ok_latencies, parse_arm, rotated
+from bench.stats import summarize
 from bench.sweep import REPO
 
 
@@ -47,5 +48,5 @@ def test_pooling_keeps_measured_200s_only() -> None:
     }
     latencies = ok_latencies(result)
     assert latencies == [7.0, 11.0, 100.0]
-    summary = pooled(latencies)
+    summary = summarize(latencies)
     assert summary["count"] == 3 and summary["p50"] == 11.0 and summary["max"] == 100.0
