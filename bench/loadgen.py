@@ -67,6 +67,7 @@ from bench.workloads import (
     ARRIVALS,
     DEFAULT_TYPISTS,
     MEAN_KEYSTROKE_GAP_S,
+    TYPING_STARTS,
     WORKLOADS,
     PlannedRequest,
     build_plan,
@@ -108,6 +109,8 @@ class LoadConfig:
     corpus: str | None = None
     max_docs: int | None = None
     typists: int = DEFAULT_TYPISTS
+    #: Where typists start in a document (:data:`bench.workloads.TYPING_STARTS`).
+    typing_start: str = "prefix"
     concurrency_limit: int | None = None
     #: Per-request total timeout (connect + send + wait + read), seconds.
     timeout: float = 10.0
@@ -130,6 +133,8 @@ class LoadConfig:
             raise ValueError("warmup must be >= 0")
         if self.typists < 1:
             raise ValueError("typists must be >= 1")
+        if self.typing_start not in TYPING_STARTS:
+            raise ValueError(f"typing_start must be one of {TYPING_STARTS}, not {self.typing_start!r}")
         if self.concurrency_limit is not None and self.concurrency_limit < 1:
             raise ValueError("concurrency_limit must be >= 1")
         if self.timeout <= 0:
@@ -564,6 +569,7 @@ async def run_load(
         seed=cfg.seed,
         arrivals=cfg.arrivals,
         typists=cfg.typists,
+        typing_start=cfg.typing_start,
     )
     if cfg.workload == "typing":
         log.info(
@@ -619,6 +625,12 @@ def _parser() -> argparse.ArgumentParser:
         help="typing workload: simulated typists (~4.44 req/s each); sets its rate",
     )
     p.add_argument(
+        "--typing-start",
+        default="prefix",
+        choices=TYPING_STARTS,
+        help="typing workload: typists start after a 5-40-word prefix of each document (default) or from empty",
+    )
+    p.add_argument(
         "--concurrency-limit",
         type=int,
         default=None,
@@ -655,6 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         corpus=args.corpus,
         max_docs=args.max_docs,
         typists=args.typists,
+        typing_start=args.typing_start,
         concurrency_limit=args.concurrency_limit,
         timeout=args.timeout,
         keep_samples=not args.no_samples,

@@ -587,6 +587,7 @@ class RunSettings:
     corpus: str | None = None
     max_docs: int | None = 2000
     arrivals: str = "poisson"
+    typing_start: str = "prefix"
 
     def duration_for(self, rate: float) -> float:
         return max(self.duration, math.ceil(self.min_samples / rate)) if rate > 0 else self.duration
@@ -602,7 +603,7 @@ def run_point(url: str, target: Target, rate: float, seed: int, duration: float,
         url=url, model=target.backend, workload=target.workload, rate=rate, duration=duration,
         warmup=rs.warmup if warmup is None else warmup, seed=seed, arrivals=rs.arrivals,
         corpus=rs.corpus, max_docs=rs.max_docs, typists=typists_for_rate(rate), timeout=rs.timeout,
-        keep_samples=False,
+        keep_samples=False, typing_start=rs.typing_start,
     )
     return asyncio.run(run_load(cfg, documents=docs))
 
@@ -1116,6 +1117,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS) if DEFAULT_CORPUS.exists() else None)
     p.add_argument("--max-docs", type=int, default=2000)
     p.add_argument("--arrivals", default="poisson", choices=("poisson", "constant"))
+    p.add_argument("--typing-start", default="prefix", choices=("prefix", "empty"),
+                   help="typing workload: typists start after a 5-40-word prefix (default) or from empty")
     p.add_argument("--slo-p99-ms", type=float, default=50.0)
     p.add_argument("--max-error-fraction", type=float, default=0.01)
     p.add_argument("--ladder-start", type=float, default=10.0)
@@ -1153,7 +1156,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         grid = tuple((int(a), float(b)) for a, b in (x.split(":") for x in csv(args.litserve_grid)))
     run = RunSettings(duration=args.duration, warmup=args.warmup, min_samples=args.min_samples,
                       p1_duration=args.p1_duration, timeout=args.timeout, seed=args.seed, corpus=args.corpus,
-                      max_docs=args.max_docs, arrivals=args.arrivals)
+                      max_docs=args.max_docs, arrivals=args.arrivals, typing_start=args.typing_start)
     opts = SweepOptions(
         out=Path(args.out), backends=csv(args.backends), workloads=csv(args.workloads),
         configs=tuple(args.configs), cache_off_workloads=csv(args.cache_off_workloads), skip=csv(args.skip),

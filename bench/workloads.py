@@ -11,7 +11,12 @@ Workloads, all drawn from held-out documents:
 * ``phrase``: the same kind of prefix with ``max_words=5`` (phrase completion).
 * ``typing``: ``typists`` simulated users each type a document character by character;
   every keystroke is one request whose text is the previous keystroke's text plus one
-  character, so word-fragment completion is exercised naturally. Each typist waits a
+  character, so word-fragment completion is exercised naturally. By default
+  (``typing_start="prefix"``) a typist's text box already holds a 5-40-word prefix of the
+  document (the cold workload's contexts: someone typing on in the middle of a text);
+  ``"empty"`` starts every document from an empty box, which in a short run measures only
+  the first few words of every document (contexts of 0-4 words, the start-up transient
+  of typing, not its steady state). Each typist waits a
   uniform 150-300 ms between keystrokes (mean 225 ms, ~4.44 keystrokes/s), and the
   typists' schedules are merged. The request rate is therefore *set by the number of
   typists* (about ``4.44 * typists`` req/s); ``rate`` and ``arrivals`` do not apply.
@@ -31,6 +36,7 @@ import itertools
 import logging
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +46,8 @@ from bench.texts import BUILTIN_PARAGRAPHS
 log = logging.getLogger(__name__)
 
 WORKLOADS = ("cold", "typing", "phrase")
+#: Where a typist starts in each document (see the module docstring).
+TYPING_STARTS = ("prefix", "empty")
 ARRIVALS = ("poisson", "constant")
 
 #: Prefix length (in words) of cold / phrase requests, inclusive.
@@ -191,29 +199,57 @@ def _prefix_plan(
     ]
 
 
+def typing_start(doc: str, rng: random.Random) -> int:
+    """Characters already in the text box when a typist starts on ``doc`` (``"prefix"``).
+
+    The end of a random 5-40-word prefix and the whitespace after it, drawn as
+    :func:`word_prefix` draws the cold workload's (at least one word is left to type);
+    0 for a document too short for one.
+    """
+    words = list(re.finditer(r"\S+", doc))
+    if len(words) <= MIN_PREFIX_WORDS:
+        return 0
+    n = rng.randint(MIN_PREFIX_WORDS, min(MAX_PREFIX_WORDS, len(words) - 1))
+    return words[n].start()  # after word n and the whitespace that follows it
+
+
 def typing_plan(
-    docs: Sequence[str], typists: int, duration: float, rng: random.Random, warmup: float = 0.0
+    docs: Sequence[str],
+    typists: int,
+    duration: float,
+    rng: random.Random,
+    warmup: float = 0.0,
+    start: str = "prefix",
 ) -> list[PlannedRequest]:
     """Merged keystroke schedules of ``typists`` users, ``duration`` seconds in all.
 
     Each typist starts at a random offset within one maximum gap (so they are not in
-    lock-step), picks a random document and sends ``doc[:1]``, ``doc[:2]``, ... with a
-    uniform 150-300 ms gap before each next keystroke. A typist who finishes a document
-    starts a new one from an empty text box. Requests before ``warmup`` are warm-up.
+    lock-step), picks a random document and, from ``s`` characters already typed
+    (``start="prefix"``: :func:`typing_start`; ``"empty"``: 0), sends ``doc[:s+1]``,
+    ``doc[:s+2]``, ... with a uniform 150-300 ms gap before each next keystroke. A typist
+    who finishes a document starts on a new one the same way. Requests before ``warmup``
+    are warm-up.
     """
     if typists < 1:
         raise ValueError("typists must be >= 1")
+    if start not in TYPING_STARTS:
+        raise ValueError(f"unknown typing start {start!r}; expected one of {TYPING_STARTS}")
     texts = [d for d in docs if d]
     if not texts:
         raise ValueError("no documents to type")
+
+    def begin() -> tuple[str, int]:
+        doc = rng.choice(texts)
+        return doc, typing_start(doc, rng) if start == "prefix" else 0
+
     lo, hi = KEYSTROKE_GAP_S
     plan: list[PlannedRequest] = []
     for typist in range(typists):
         t = rng.uniform(0.0, hi)
-        doc, pos = rng.choice(texts), 0
+        doc, pos = begin()
         while t < duration:
             if pos == len(doc):
-                doc, pos = rng.choice(texts), 0
+                doc, pos = begin()
             pos += 1
             plan.append(
                 PlannedRequest(
@@ -235,6 +271,7 @@ def build_plan(
     seed: int = 0,
     arrivals: str = "poisson",
     typists: int = DEFAULT_TYPISTS,
+    typing_start: str = "prefix",
 ) -> list[PlannedRequest]:
     """The full plan (warm-up then measurement, ``warmup + duration`` s), sorted by time."""
     if workload not in WORKLOADS:
@@ -244,7 +281,7 @@ def build_plan(
     total = warmup + duration
     text_rng = random.Random(f"nextword-bench-text-{seed}")
     if workload == "typing":
-        return typing_plan(docs, typists, total, text_rng, warmup=warmup)
+        return typing_plan(docs, typists, total, text_rng, warmup=warmup, start=typing_start)
     time_rng = random.Random(f"nextword-bench-arrivals-{seed}")
     if arrivals == "constant":
         times = constant_schedule(rate, total)

@@ -38,6 +38,7 @@ from bench.workloads import (
     load_documents,
     poisson_schedule,
     typing_plan,
+    typing_start,
     typists_for_rate,
 )
 
@@ -244,7 +245,7 @@ def test_cold_and_phrase_prefixes_end_at_word_boundary() -> None:
 
 def test_typing_requests_extend_previous_by_one_character() -> None:
     docs = list(BUILTIN_PARAGRAPHS)
-    plan = typing_plan(docs, typists=5, duration=10.0, rng=random.Random(0), warmup=1.0)
+    plan = typing_plan(docs, typists=5, duration=10.0, rng=random.Random(0), warmup=1.0, start="empty")
     assert [r.at for r in plan] == sorted(r.at for r in plan)
     by_typist: dict[int, list] = defaultdict(list)
     for r in plan:
@@ -269,6 +270,30 @@ def test_typing_requests_extend_previous_by_one_character() -> None:
 def test_typing_restarts_a_finished_document() -> None:
     plan = typing_plan(["ab"], typists=1, duration=2.0, rng=random.Random(0))
     assert [r.text for r in plan[:5]] == ["a", "ab", "a", "ab", "a"]
+
+
+def test_typists_start_after_a_cold_style_prefix_by_default() -> None:
+    """Each document is typed on from a 5-40-word prefix (the cold workload's contexts),
+    one character a keystroke, so contexts are as long as the cold workload's from the first
+    keystroke on, not the first few words of every document."""
+    doc = " ".join(f"w{i}" for i in range(100))
+    plan = build_plan("typing", [doc], rate=1, duration=30.0, typists=4, seed=3)
+    by_typist: dict[int, list] = defaultdict(list)
+    for r in plan:
+        by_typist[r.typist].append(r)
+    firsts = [reqs[0].text for reqs in by_typist.values()]
+    for first in firsts:
+        typed = first[:-1]  # the box held this when the typist started
+        assert typed.endswith(" ") and doc.startswith(first)
+        assert 5 <= len(typed.split()) <= 40
+    assert len(set(firsts)) > 1  # drawn, not fixed
+    for reqs in by_typist.values():
+        for prev, cur in itertools.pairwise(reqs):
+            assert cur.text == prev.text + cur.text[-1] or len(cur.text) < len(prev.text)  # next char, or a new doc
+    # a document too short for a 5-word prefix is typed from the start
+    assert typing_start("a b c", random.Random(0)) == 0
+    with pytest.raises(ValueError, match="typing start"):
+        typing_plan([doc], typists=1, duration=1.0, rng=random.Random(0), start="middle")
 
 
 def test_corpus_is_read_through_training_data(tmp_path: Path) -> None:
