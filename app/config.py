@@ -23,7 +23,11 @@ class Settings(BaseSettings):
 
     # Engine
     batching: bool = Field(True, description="false: one request per model call (for comparison)")
-    max_batch: int = Field(64, ge=1, description="most requests whose work shares one model call")
+    max_batch: int = Field(
+        16, ge=1,
+        description="most requests whose work shares one iteration; bounds an iteration's duration, and so a"
+        " request's own latency (one iteration per piece it decodes), under overload",
+    )
     max_batch_rows: int = Field(1024, ge=1, description="most rows (beam hypotheses) in one call")
     max_wait_ms: float = Field(
         1.0, ge=0, description="longest the oldest queued request waits for a batch (skipped when arrivals are sparse)"

@@ -74,7 +74,12 @@ class EngineStopped(EngineError):
 @dataclass
 class EngineConfig:
     batching: bool = True
-    max_batch: int = 64
+    # 16, not 64: under overload every iteration is full, and a request spends one whole
+    # iteration per model call it needs (a context read, then a beam step per piece, up to
+    # ~10); at 64 an iteration took ~100-150 ms here and the slowest accepted request 1.0 s,
+    # at 16 it took 0.58 s for 10% fewer answers (bench/results/ab_max_batch.json). Below
+    # saturation batches are smaller than either.
+    max_batch: int = 16
     max_batch_rows: int = 1024
     max_wait_ms: float = 1.0
     queue_limit: int = 256

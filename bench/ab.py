@@ -102,6 +102,15 @@ def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], durat
     return out
 
 
+def status_totals(runs: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Measured requests by outcome (HTTP status or client error), summed over runs."""
+    totals: dict[str, int] = {}
+    for run in runs:
+        for status, count in run.get("status_counts", {}).items():
+            totals[status] = totals.get(status, 0) + count
+    return dict(sorted(totals.items()))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arm", action="append", required=True, help="NAME=DIR[:NEXTWORD_VAR=VALUE...] (2 or more)")
@@ -151,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "pooled_ok_latency_ms": rounded(summarize(x for r in runs for x in ok_latencies(r))),
                 "round_p99_ms": [r["latency_ms_ok"]["p99"] for r in runs],
                 "not_ok": sum(r["requests"]["measured"] - r["requests"]["ok"] for r in runs),
+                "status_counts": status_totals(runs),
                 "behind_schedule_runs": sum(bool(r["behind_schedule"]) for r in runs),
             }
     report = {
@@ -167,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rate in rates:
             row = table[arm.name][f"{rate:g}"]
             lat = row["pooled_ok_latency_ms"]
-            log.info("%-8s %8g %10d %10s %10s  %s", arm.name, rate, lat["count"], lat["p50"], lat["p99"],
-                     row["round_p99_ms"])
+            log.info("%-8s %8g %10d %10s %10s  %s  %s", arm.name, rate, lat["count"], lat["p50"], lat["p99"],
+                     row["round_p99_ms"], row["status_counts"])
     return 0
 
 

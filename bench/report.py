@@ -425,6 +425,11 @@ def render(
         f"* Load: open-loop Poisson arrivals ({run.get('arrivals')}), held-out text `{run.get('corpus')}` "
         f"(first {run.get('max_docs')} test documents), {run.get('warmup')} s warm-up + {run.get('duration')} s per "
         f"run (longer at low rates: ≥ {run.get('min_samples')} requests), latency from the intended send time.",
+        "* Typing workload: typists start "
+        + ("from an empty text box in every document" if run.get("typing_start") == "empty"
+           else "after a 5-40-word prefix of each document (the cold workload's contexts)"
+           if run.get("typing_start") == "prefix" else "from an empty text box (sweeps before the seventh session)")
+        + ", then one request per keystroke, 150-300 ms apart.",
         f"* SLO: a run passes when p99 of its 200s ≤ {slo['p99_ms']:g} ms, < {slo['max_error_fraction']:.0%} of its "
         "requests are not 200, and the generator kept its schedule. Max rate at SLO: highest passing offered "
         "rate of a ladder (×2 steps) then a binary search.",

@@ -172,3 +172,17 @@ def test_recovery_bar_is_the_time_back_to_normal(results: dict) -> None:
     assert (row["verdict"], row["measured"], row["target"]) == ("PASS", "0.70 s", "≤ 2 s")
     timed["overload"]["gru"]["recovery_s"] = None
     assert _row(bars(timed, report.BARS), "Overload", "gru: after load drops")["verdict"] == "MISS"
+
+
+@pytest.mark.parametrize(
+    ("typing_start", "says"),
+    [("prefix", "after a 5-40-word prefix"), ("empty", "from an empty text box in every document"),
+     (None, "from an empty text box (sweeps before")],
+)
+def test_report_says_where_typists_start(results: dict, tmp_path: Path, typing_start: str | None, says: str) -> None:
+    # P5 depends on how long the typists' contexts are: the report names the workload it measured.
+    run = {k: v for k, v in results["meta"].get("run", {}).items() if k != "typing_start"}
+    if typing_start is not None:
+        run["typing_start"] = typing_start
+    text = render({**results, "meta": {**results["meta"], "run": run}}, tmp_path / "REPORT.md", "x.json")
+    assert "Typing workload: typists start " + says in text
