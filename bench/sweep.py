@@ -1089,6 +1089,11 @@ def summarize_overload(over: Mapping[str, Any], low: Mapping[str, Any], overload
         "recovery_s": recovery_seconds(s, overload_s, normal_ms),
         "recovery_normal_ms": normal_ms,
         "low_after_window": low["latency_ms_ok"],
+        # Every low-stream request after the drop, so a late slow one (which decides
+        # recovery_s) can be told from a backlog: [s after the drop, latency ms, status].
+        "low_after_drop": [[round(t - overload_s, 3), lat, st]
+                           for t, lat, st in zip(s["intended_s"], s["latency_ms"], s["status"], strict=True)
+                           if t >= overload_s],
         "generator_behind_schedule": bool(over["behind_schedule"] or low["behind_schedule"]),
         "generator_reasons": list(over["behind_schedule_reasons"]) + list(low["behind_schedule_reasons"]),
         "generator_cpu_fraction": over["generator_cpu"]["cpu_fraction_of_core"],

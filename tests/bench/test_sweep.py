@@ -207,6 +207,7 @@ def test_summarize_overload() -> None:
     assert (out["recovery_requests"], out["recovery_ok"], out["recovery_p99_ms"]) == (4, 4, 40.0)
     assert out["recovery_s"] == 0.0 and out["recovery_normal_ms"] == 50.0
     assert out["low_during_overload_p99_ms"] == 900.0
+    assert out["low_after_drop"] == [[0.0, 40.0, "200"], [0.5, 30.0, "200"], [1.0, 20.0, "200"], [1.5, 10.0, "200"]]
     bad = summarize_overload(_run({"200": 10, "503": 5, "504": 1}, 4, 1200.0), low, 4.0, 1000.0, 30.0, 10.0, 3.0)
     assert not bad["only_200_or_503_retry_after"] and not bad["accepted_p99_within_deadline"]
 
