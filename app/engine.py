@@ -230,20 +230,19 @@ class InferenceEngine:
         cost = self._cost_per_request_s
         return self._admitted * cost * 1000 if cost is not None else 0.0
 
-    def _record_work(self, seconds: float, answered: int) -> None:
+    def _record_work(self, seconds: float, retired: int) -> None:
         """Fold one busy pass of the worker into the busy-time-per-request estimate (worker thread).
 
         ``seconds`` is the pass's wall time from the end of the wait for work to the end of
         its model calls: admitting (each newcomer's tokenisation and cache lookup), dropping
         expired requests, the model calls, resuming the decoders, and any wait for the GIL
-        while the event loop thread serves HTTP on the same core. ``answered`` counts every
-        request the pass retired. Timing only the model calls (as before) undercounted what
-        an admitted request costs under overload: the accepted requests' p99 there was ~2x
-        the admission bound.
+        while the event loop thread serves HTTP on the same core. ``retired`` counts every
+        request the pass finished (answered, failed or dropped). Timing only the model calls
+        (as before) undercounted what an admitted request costs under overload.
         """
-        self._recent_work.append((seconds, answered))
+        self._recent_work.append((seconds, retired))
         self._recent_seconds += seconds
-        self._recent_answers += answered
+        self._recent_answers += retired
         if len(self._recent_work) > COST_WINDOW_ITERATIONS:
             old_seconds, old_answers = self._recent_work.popleft()
             self._recent_seconds -= old_seconds

@@ -84,6 +84,8 @@ from typing import Any
 
 import httpx
 
+from bench.workloads import TYPING_STARTS
+
 log = logging.getLogger("bench.sweep")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1122,7 +1124,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS) if DEFAULT_CORPUS.exists() else None)
     p.add_argument("--max-docs", type=int, default=2000)
     p.add_argument("--arrivals", default="poisson", choices=("poisson", "constant"))
-    p.add_argument("--typing-start", default="prefix", choices=("prefix", "empty"),
+    p.add_argument("--typing-start", default="prefix", choices=TYPING_STARTS,
                    help="typing workload: typists start after a 5-40-word prefix (default) or from empty")
     p.add_argument("--slo-p99-ms", type=float, default=50.0)
     p.add_argument("--max-error-fraction", type=float, default=0.01)

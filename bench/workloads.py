@@ -14,9 +14,9 @@ Workloads, all drawn from held-out documents:
   character, so word-fragment completion is exercised naturally. By default
   (``typing_start="prefix"``) a typist's text box already holds a 5-40-word prefix of the
   document (the cold workload's contexts: someone typing on in the middle of a text);
-  ``"empty"`` starts every document from an empty box, which in a short run measures only
-  the first few words of every document (contexts of 0-4 words, the start-up transient
-  of typing, not its steady state). Each typist waits a
+  ``"empty"`` starts every document from an empty box, which in a 5-15 s run measures only
+  the first few words of every document (the start-up transient of typing, not its steady
+  state). Each typist waits a
   uniform 150-300 ms between keystrokes (mean 225 ms, ~4.44 keystrokes/s), and the
   typists' schedules are merged. The request rate is therefore *set by the number of
   typists* (about ``4.44 * typists`` req/s); ``rate`` and ``arrivals`` do not apply.
