@@ -236,7 +236,8 @@ class InferenceEngine:
         not the worker's whole pass: timing the whole pass (admission, expiry, GIL waits) was
         tried and measured, and it made the estimate taken at low load, where nothing batches,
         so high that a 64-request burst on an idle server got 19-39 of its 64 requests
-        rejected (``bench.serve_latency``), though batched they finish well inside the deadline.
+        rejected (``bench.serve_latency``; 10-17 with this estimate), though batched they
+        finish well inside the deadline.
         """
         self._recent_work.append((seconds, answered))
         self._recent_seconds += seconds

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import LoadConfig, run_load
+from bench.loadgen import LoadConfig, merged_status_counts, run_load
 from bench.stats import rounded, summarize
 from bench.sweep import REPO, ServerProcess, Target, free_port, git_info, machine_info, nextword_env, pinned
 from bench.workloads import load_documents
@@ -102,15 +102,6 @@ def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], durat
     return out
 
 
-def status_totals(runs: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Measured requests by outcome (HTTP status or client error), summed over runs."""
-    totals: dict[str, int] = {}
-    for run in runs:
-        for status, count in run.get("status_counts", {}).items():
-            totals[status] = totals.get(status, 0) + count
-    return dict(sorted(totals.items()))
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arm", action="append", required=True, help="NAME=DIR[:NEXTWORD_VAR=VALUE...] (2 or more)")
@@ -160,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "pooled_ok_latency_ms": rounded(summarize(x for r in runs for x in ok_latencies(r))),
                 "round_p99_ms": [r["latency_ms_ok"]["p99"] for r in runs],
                 "not_ok": sum(r["requests"]["measured"] - r["requests"]["ok"] for r in runs),
-                "status_counts": status_totals(runs),
+                "status_counts": merged_status_counts(runs),
                 "behind_schedule_runs": sum(bool(r["behind_schedule"]) for r in runs),
             }
     report = {

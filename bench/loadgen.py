@@ -537,6 +537,14 @@ def format_summary(result: Mapping[str, Any]) -> str:
     return line
 
 
+def merged_status_counts(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """``status_counts`` of several runs summed (HTTP codes and client errors), sorted by key."""
+    totals: Counter[str] = Counter()
+    for result in results:
+        totals.update(result.get("status_counts", {}))
+    return dict(sorted(totals.items()))
+
+
 def _other_statuses(counts: Mapping[str, int]) -> str:
     other = {k: v for k, v in counts.items() if k not in ("200", "503")}
     return ",".join(f"{k}={v}" for k, v in other.items()) or "0"

@@ -394,6 +394,14 @@ def gru_vs_lstm(results: Mapping[str, Any]) -> list[str]:
     return [*lines, "", *_table(header, rows)]
 
 
+#: How the report names where typists start (``meta.run.typing_start``; absent before it existed).
+TYPING_START_TEXT = {
+    "prefix": "after a 5-40-word prefix of each document (the cold workload's contexts)",
+    "empty": "from an empty text box in every document",
+    None: "from an empty text box (sweeps before the seventh session)",
+}
+
+
 def render(
     results: Mapping[str, Any], out: Path, results_path: str, targets: Mapping[str, float] = BARS,
     analysis: str | None = None, analysis_path: str | None = None,
@@ -425,10 +433,7 @@ def render(
         f"* Load: open-loop Poisson arrivals ({run.get('arrivals')}), held-out text `{run.get('corpus')}` "
         f"(first {run.get('max_docs')} test documents), {run.get('warmup')} s warm-up + {run.get('duration')} s per "
         f"run (longer at low rates: ≥ {run.get('min_samples')} requests), latency from the intended send time.",
-        "* Typing workload: typists start "
-        + ("from an empty text box in every document" if run.get("typing_start") == "empty"
-           else "after a 5-40-word prefix of each document (the cold workload's contexts)"
-           if run.get("typing_start") == "prefix" else "from an empty text box (sweeps before the seventh session)")
+        "* Typing workload: typists start " + TYPING_START_TEXT.get(run.get("typing_start"), TYPING_START_TEXT[None])
         + ", then one request per keystroke, 150-300 ms apart.",
         f"* SLO: a run passes when p99 of its 200s ≤ {slo['p99_ms']:g} ms, < {slo['max_error_fraction']:.0%} of its "
         "requests are not 200, and the generator kept its schedule. Max rate at SLO: highest passing offered "

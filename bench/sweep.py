@@ -1047,12 +1047,10 @@ def summarize_overload(over: Mapping[str, Any], low: Mapping[str, Any], overload
                        over_rate: float, base_rate: float, factor: float, window_s: float = 2.0,
                        normal_ms: float = 50.0) -> dict[str, Any]:
     """The overload verdict from the overload run and the concurrent low-rate run (with samples)."""
+    from bench.loadgen import merged_status_counts
     from bench.stats import rounded, summarize
 
-    counts: dict[str, int] = {}
-    for r in (over, low):
-        for k, v in r["status_counts"].items():
-            counts[k] = counts.get(k, 0) + v
+    counts = merged_status_counts((over, low))
     n503 = over["overload"]["503"] + low["overload"]["503"]
     n503_ra = over["overload"]["503_with_retry_after"] + low["overload"]["503_with_retry_after"]
     only_ok = set(counts) <= {"200", "503"} and n503 == n503_ra
@@ -1072,7 +1070,7 @@ def summarize_overload(over: Mapping[str, Any], low: Mapping[str, Any], overload
         "overload_seconds": overload_s,
         "low_rate": low["config"]["rate"],
         "deadline_ms": deadline_ms,
-        "status_counts": dict(sorted(counts.items())),
+        "status_counts": counts,
         "503": n503,
         "503_with_retry_after": n503_ra,
         "retry_after_values": over["overload"]["retry_after_values"],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.ab import Arm, ok_latencies, parse_arm, rotated, status_totals
+from bench.ab import Arm, ok_latencies, parse_arm, rotated
+from bench.loadgen import merged_status_counts
 from bench.stats import summarize
 from bench.sweep import REPO
 
@@ -52,7 +53,7 @@ def test_pooling_keeps_measured_200s_only() -> None:
     assert summary["count"] == 3 and summary["p50"] == 11.0 and summary["max"] == 100.0
 
 
-def test_status_totals_sum_every_outcome_over_rounds() -> None:
+def test_status_counts_sum_every_outcome_over_rounds() -> None:
     # An overload A/B is read by its 504s and 503s as much as by its latencies.
     runs = [{"status_counts": {"200": 10, "503": 4}}, {"status_counts": {"200": 7, "504": 1, "timeout": 2}}, {}]
-    assert status_totals(runs) == {"200": 17, "503": 4, "504": 1, "timeout": 2}
+    assert merged_status_counts(runs) == {"200": 17, "503": 4, "504": 1, "timeout": 2}
