@@ -402,9 +402,36 @@ TYPING_START_TEXT = {
 }
 
 
+def profile_section(profiles: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """'Where the server's core goes': one column per :mod:`bench.profile` result, one row per part."""
+    if not profiles:
+        return []
+    from bench.profile import PARTS
+
+    heads = [f"{p['backend'].upper()}, {p['rate']:g} req/s" for _, p in profiles]
+    rows: list[list[Any]] = []
+    for part in PARTS:
+        if part == "waiting":
+            continue
+        rows.append([part] + [f"{100 * (p['profile']['parts'][part]['share_of_busy'] or 0):.1f}%" for _, p in profiles])
+    rows.append(["**core busy** (busy samples / wall)"]
+                + [f"{100 * p['profile']['busy_fraction_of_wall']:.0f}%" for _, p in profiles])
+    rows.append(["answered req/s; p50 / p99 while profiled"]
+                + [f"{fmt(p['load']['ok_rps'])}; {fmt(p['load']['latency_ms_ok'].get('p50'))} / "
+                   f"{fmt(p['load']['latency_ms_ok'].get('p99'))} ms" for _, p in profiles])
+    L = ["## Where the server's core goes (py-spy)", "",
+         "Share of the busy samples of the server (pinned as in the sweep) under the cold workload, by the "
+         "innermost known frame of each sample (`bench/profile.py`; time inside a torch call counts as the "
+         "model's). Two threads can be busy in the same sample, so a saturated core can read over 100%.", ""]
+    L += _table(["part", *heads], rows)
+    L += ["", "```bash", *(p.get("command", f"(command not recorded: {path})") for path, p in profiles), "```", ""]
+    return L
+
+
 def render(
     results: Mapping[str, Any], out: Path, results_path: str, targets: Mapping[str, float] = BARS,
     analysis: str | None = None, analysis_path: str | None = None,
+    profiles: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> str:
     meta = results.get("meta", {})
     machine = meta.get("machine", {})
@@ -444,7 +471,8 @@ def render(
         "```bash",
         meta.get("command", "python -m bench.sweep (command not recorded)"),
         f"python -m bench.report --results {results_path} --out {out}"
-        + (f" --analysis {analysis_path}" if analysis_path else ""),
+        + (f" --analysis {analysis_path}" if analysis_path else "")
+        + "".join(f" --profile {path}" for path, _ in profiles),
     ]
     ma = results.get("model_alone") or {}
     if ma.get("command"):
@@ -469,6 +497,7 @@ def render(
         # The why behind the misses is written by a person from profiles; it is kept in its
         # own file so that regenerating the numbers never overwrites it.
         L += ["## Why the misses (analysis)", "", analysis.strip(), ""]
+    L += profile_section(profiles)
 
     L += ["## Max rate at SLO per configuration", ""]
     if plot_max_rates(results, img_dir / f"{stem}_max_rate.png"):
@@ -590,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", default="bench/results/sweep.json")
     p.add_argument("--out", default="bench/results/REPORT.md")
     p.add_argument("--analysis", default=None, help="Markdown file with the profile-based analysis to include")
+    p.add_argument("--profile", action="append", default=[], metavar="JSON",
+                   help="a bench.profile result to tabulate (repeatable)")
     p.add_argument("--bar", action="append", default=[], metavar="NAME=VALUE",
                    help=f"override a bar target ({', '.join(BARS)})")
     args = p.parse_args(argv)
@@ -603,7 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     analysis = Path(args.analysis).read_text(encoding="utf-8") if args.analysis else None
-    out.write_text(render(results, out, args.results, targets, analysis, args.analysis), encoding="utf-8")
+    profiles = [(path, json.loads(Path(path).read_text(encoding="utf-8"))) for path in args.profile]
+    out.write_text(render(results, out, args.results, targets, analysis, args.analysis, profiles), encoding="utf-8")
     print(f"wrote {out}")
     return 0
 

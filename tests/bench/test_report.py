@@ -186,3 +186,34 @@ def test_report_says_where_typists_start(results: dict, tmp_path: Path, typing_s
         run["typing_start"] = typing_start
     text = render({**results, "meta": {**results["meta"], "run": run}}, tmp_path / "REPORT.md", "x.json")
     assert "Typing workload: typists start " + says in text
+
+
+def test_profiles_are_tabulated_by_part_and_named_in_the_commands(results: dict, tmp_path: Path) -> None:
+    from bench.profile import PARTS
+    from bench.report import main
+
+    fixture = tmp_path / "sweep.json"
+    fixture.write_text(json.dumps(results))
+    shares = {"model calls": 0.6, "decoder": 0.2, "HTTP path": 0.2}
+    prof = {
+        "command": "python -m bench.profile --backend gru --rate 40",
+        "backend": "gru", "rate": 40.0,
+        "load": {"ok_rps": 39.8, "latency_ms_ok": {"p50": 15.0, "p99": 40.0}},
+        "profile": {"busy_fraction_of_wall": 0.45,
+                    "parts": {p: {"share_of_busy": shares.get(p, 0.0) if p != "waiting" else None} for p in PARTS}},
+    }
+    path = tmp_path / "profile_gru_40.json"
+    path.write_text(json.dumps(prof))
+    out = tmp_path / "REPORT.md"
+    main(["--results", str(fixture), "--out", str(out), "--profile", str(path)])
+    text = out.read_text()
+    assert "## Where the server's core goes (py-spy)" in text
+    assert "| part | GRU, 40 req/s |" in text
+    assert "| model calls | 60.0% |" in text and "| decoder | 20.0% |" in text
+    assert "| **core busy** (busy samples / wall) | 45% |" in text
+    assert "39.8; 15.0 / 40.0 ms" in text
+    assert f"--profile {path}" in text and "python -m bench.profile --backend gru --rate 40" in text
+
+
+def test_no_profile_section_without_profiles(results: dict, tmp_path: Path) -> None:
+    assert "Where the server's core goes" not in render(results, tmp_path / "REPORT.md", "sweep.json")
