@@ -353,33 +353,36 @@ class InferenceEngine:
             self._wait_for_batch()
             if not self._running and not self._active and not self._inbox:
                 break
-            if not self._running:
-                # Draining: finish what is running, reject what never started.
-                while self._inbox:
-                    self._finish(self._inbox.popleft(), error=EngineStopped("server shutting down"))
-            self._drop_expired()
-            self._admit(limit)
-            batch = [r for r in self._active if r.call is not None][:limit]
-            rows = 0
-            chosen: list[_Request] = []
-            for req in batch:
-                assert req.call is not None
-                if chosen and rows + req.call.rows > self.config.max_batch_rows:
-                    break
-                chosen.append(req)
-                rows += req.call.rows
-            self._active = [r for r in self._active if r.call is not None]
-            if not chosen:
-                continue
-            t0 = time.perf_counter()
-            for group in steps_then_reads(chosen):
-                self._run(group)
-            elapsed = time.perf_counter() - t0
-            self._ema_iteration_s = 0.9 * self._ema_iteration_s + 0.1 * elapsed
-            self.iterations += 1
-            self._record_work(elapsed, sum(1 for r in chosen if r.call is None))
-            self._active = [r for r in self._active if r.call is not None]
+            self._iterate(limit)
         log.info("engine %s stopped after %d iterations", self.lm.name, self.iterations)
+
+    def _iterate(self, limit: int) -> None:
+        """One pass: drop what expired, admit newcomers, run one iteration's model calls."""
+        if not self._running:
+            # Draining: finish what is running, reject what never started.
+            while self._inbox:
+                self._finish(self._inbox.popleft(), error=EngineStopped("server shutting down"))
+        self._drop_expired()
+        self._admit(limit)
+        rows = 0
+        chosen: list[_Request] = []
+        for req in [r for r in self._active if r.call is not None][:limit]:
+            assert req.call is not None
+            if chosen and rows + req.call.rows > self.config.max_batch_rows:
+                break
+            chosen.append(req)
+            rows += req.call.rows
+        self._active = [r for r in self._active if r.call is not None]
+        if not chosen:
+            return
+        t0 = time.perf_counter()
+        for group in steps_then_reads(chosen):
+            self._run(group)
+        elapsed = time.perf_counter() - t0
+        self._ema_iteration_s = 0.9 * self._ema_iteration_s + 0.1 * elapsed
+        self.iterations += 1
+        self._record_work(elapsed, sum(1 for r in chosen if r.call is None))
+        self._active = [r for r in self._active if r.call is not None]
 
     def _run(self, group: list[_Request]) -> None:
         """One model call for ``group``'s pending calls; resume each request with its rows."""
