@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import model
 
 ARTIFACTS = Path(model.__file__).resolve().parent / "artifacts"
+#: The model of a request that names none, when served: nextword writes e-mail first.
+PREFERRED_DEFAULT = "gru-email"
+MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEXTWORD_", env_file=".env", extra="ignore")
 
     # Models
-    gru_path: Path | None = Field(ARTIFACTS / "gru.pt", description="GRU artifact ('' disables)")
-    lstm_path: Path | None = Field(ARTIFACTS / "lstm.pt", description="LSTM artifact ('' disables)")
-    default_model: Literal["gru", "lstm"] = "gru"
+    models: str = Field(
+        str(ARTIFACTS),
+        description="backends to serve: comma-separated name=path pairs ('gru=a.pt,gru-email=b.pt'), or a"
+        " folder whose *.pt artifacts are served under their file names ('gru-email.pt' as 'gru-email')",
+    )
+    default_model: str | None = Field(
+        None, description=f"the model of a request that names none; unset: {PREFERRED_DEFAULT!r} if served, else the"
+        " first"
+    )
 
     # Engine
     batching: bool = Field(True, description="false: one request per model call (for comparison)")
@@ -55,7 +65,44 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
 
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        paths = self.model_paths()
+        if self.default_model is not None and self.default_model not in paths:
+            raise ValueError(f"default_model {self.default_model!r} is not among the models {sorted(paths)}")
+        return self
+
     def model_paths(self) -> dict[str, Path]:
-        """Enabled backends and their artifact files."""
-        paths = {"gru": self.gru_path, "lstm": self.lstm_path}
-        return {name: p for name, p in paths.items() if p is not None and str(p) not in ("", ".")}
+        """Served backends, name -> artifact file, in the order given (a folder: by name)."""
+        return parse_models(self.models)
+
+    def default_name(self) -> str:
+        """The model of a request that names none."""
+        paths = self.model_paths()
+        if self.default_model is not None:
+            return self.default_model
+        return PREFERRED_DEFAULT if PREFERRED_DEFAULT in paths else next(iter(paths), PREFERRED_DEFAULT)
+
+
+def parse_models(spec: str) -> dict[str, Path]:
+    """``name=path,...`` pairs, or a folder of ``*.pt`` files (named by stem); '' serves none."""
+    spec = spec.strip()
+    if not spec:
+        return {}
+    if "=" not in spec:
+        folder = Path(spec)
+        if folder.is_dir():
+            return {p.stem: p for p in sorted(folder.glob("*.pt"))}
+        return {folder.stem: folder}
+    paths: dict[str, Path] = {}
+    for pair in spec.split(","):
+        name, eq, path = pair.strip().partition("=")
+        name = name.strip()
+        if not eq or not path.strip():
+            raise ValueError(f"models: {pair.strip()!r} is not name=path")
+        if not MODEL_NAME_RE.fullmatch(name):
+            raise ValueError(f"models: {name!r} is not a model name (letters, digits, '.', '_', '-'; 64 at most)")
+        if name in paths:
+            raise ValueError(f"models: {name!r} is given twice")
+        paths[name] = Path(path.strip())
+    return paths

@@ -74,8 +74,8 @@ async def load_models(state: ServerState, loader: Loader) -> None:
             engine.start()
             state.engines[name], state.observers[name] = engine, observer
             log.info("loaded %s from %s (%s parameters, %s)", name, path, lm.card.get("parameters"), lm.precision)
-        if settings.default_model not in state.engines:
-            raise RuntimeError(f"default model {settings.default_model!r} is not configured")
+        if not state.engines:
+            raise RuntimeError("no models configured (NEXTWORD_MODELS is empty)")
         # Everything loaded so far lives as long as the server: keep the cyclic GC from
         # rescanning it on every collection (fewer multi-millisecond pauses on the hot path).
         gc.freeze()

@@ -18,3 +18,10 @@ class ServerState:
     ready: bool = False
     draining: bool = False
     load_error: str | None = None
+    # Resolved once from the settings: the routes check every request against them.
+    model_names: tuple[str, ...] = ()
+    default_model: str = ""
+
+    def __post_init__(self) -> None:
+        self.model_names = tuple(self.settings.model_paths())
+        self.default_model = self.settings.default_name()

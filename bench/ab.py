@@ -105,7 +105,7 @@ def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], durat
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arm", action="append", required=True, help="NAME=DIR[:NEXTWORD_VAR=VALUE...] (2 or more)")
-    p.add_argument("--model", choices=("gru", "lstm"), default="gru")
+    p.add_argument("--model", default="gru", help="a served model's name (model/artifacts/NAME.pt)")
     p.add_argument("--workload", choices=("cold", "phrase"), default="cold")
     p.add_argument("--rates", default="20,40", help="comma-separated offered req/s")
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds per run")

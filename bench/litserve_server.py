@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     artifacts = Path(model.__file__).resolve().parent / "artifacts"
     p = argparse.ArgumentParser(prog="python -m bench.litserve_server", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="gru", choices=("gru", "lstm"))
+    p.add_argument("--model", default="gru", help="model/artifacts/NAME.pt unless --model-path")
     p.add_argument("--model-path", default=None, help="artifact (default: the bundled one)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8100)

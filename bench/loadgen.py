@@ -614,7 +614,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Open-loop load generator for nextword's POST /v1/complete.",
     )
     p.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
-    p.add_argument("--model", default="gru", choices=("gru", "lstm"))
+    p.add_argument("--model", default="gru", help="any served model's name")
     p.add_argument("--workload", default="cold", choices=WORKLOADS)
     p.add_argument(
         "--rate", type=float, default=50.0, help="offered req/s (cold/phrase; ignored by typing)"

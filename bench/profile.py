@@ -206,7 +206,7 @@ def format_summary(res: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="gru", choices=("gru", "lstm"))
+    p.add_argument("--backend", default="gru", help="a model name (model/artifacts/NAME.pt)")
     p.add_argument("--rate", type=float, default=40.0, help="offered cold requests/s")
     p.add_argument("--seconds", type=float, default=20.0, help="profiled (and measured) seconds")
     p.add_argument("--warmup", type=float, default=2.0)

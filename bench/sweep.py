@@ -494,15 +494,13 @@ def default_deadline_ms() -> float:
 def nextword_env(target: Target, port: int, threads: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The NEXTWORD_* settings of a configuration (inherited NEXTWORD_* variables are dropped)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}
-    other = "lstm" if target.backend == "gru" else "gru"
     ours = {
         "NEXTWORD_HOST": "127.0.0.1",
         "NEXTWORD_PORT": str(port),
         "NEXTWORD_BATCHING": "true" if target.batching else "false",
         "NEXTWORD_THREADS": str(threads),
         "NEXTWORD_DEFAULT_MODEL": target.backend,
-        f"NEXTWORD_{target.backend.upper()}_PATH": f"model/artifacts/{target.backend}.pt",  # cwd is the repo
-        f"NEXTWORD_{other.upper()}_PATH": "",
+        "NEXTWORD_MODELS": f"{target.backend}=model/artifacts/{target.backend}.pt",  # cwd is the repo
         "NEXTWORD_LOG_LEVEL": "warning",
     }
     if not target.cache:

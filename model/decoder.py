@@ -11,9 +11,10 @@ boundary) and grow piece sequences whose surface text forms the next word(s):
   continue the word (summed over every boundary piece, EOS included). Different
   segmentations of one word add up. The search stops as soon as no open hypothesis can
   beat the k-th best finished word (scores only fall as pieces are added).
-* :func:`complete_phrase` -- a phrase of up to ``max_words`` words that stops at sentence
-  punctuation or end of text, ranked by length-normalised log-probability; its
-  confidence is the geometric-mean piece probability.
+* :func:`complete_phrase` -- the ghost text: of the places where the most probable
+  continuations could stop (a word end or sentence punctuation, up to ``max_words`` words),
+  the longest whose calibrated confidence -- the probability that the writer types exactly
+  that text next -- reaches the threshold.
 
 The fragment constraint works on surface text, not on the fragment's own tokenisation:
 a typed ``"mo"`` is often tokenised ``" mo"`` while the word it belongs to is the single
@@ -212,6 +213,143 @@ def next_words(
     return NextWords(ranked[:k], typed)
 
 
+@dataclass(frozen=True)
+class PhraseCandidate:
+    """A place a phrase could stop: its surface text, log P(the writer types exactly it), words."""
+
+    text: str
+    logp: float
+    words: int
+    sentence_end: bool = False
+
+
+@dataclass(frozen=True)
+class PhraseCalibration:
+    """Maps a phrase's sequence probability to P(the writer accepts it as is).
+
+    ``logit(confidence) = slope * logit(P) + per_word * words + bias``: Platt scaling of the
+    phrase's probability (word end included), fitted on held-out text by
+    :func:`model.calibration.fit_platt`. The identity (slope 1, the rest 0) trusts the model.
+    """
+
+    slope: float = 1.0
+    per_word: float = 0.0
+    bias: float = 0.0
+
+    def confidence(self, logp: float, n_words: int) -> float:
+        p = min(math.exp(logp), 1 - 1e-9)
+        z = self.slope * (math.log(max(p, 1e-300)) - math.log1p(-p)) + self.per_word * n_words + self.bias
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    def min_logp(self, threshold: float, max_words: int) -> float:
+        """Below this log-probability no phrase of up to ``max_words`` words reaches ``threshold``."""
+        if threshold <= 0.0 or self.slope <= 0.0:
+            return NEG_INF
+        threshold = min(threshold, 1 - 1e-9)
+        target = math.log(threshold) - math.log1p(-threshold)
+        best_words = max(1, max_words) if self.per_word > 0 else 1
+        logit_p = (target - self.per_word * best_words - self.bias) / self.slope
+        # logit(P) >= logit_p  <=>  P >= sigmoid(logit_p); a margin keeps rounding from pruning a winner.
+        return -math.log1p(math.exp(-logit_p)) - 1e-6 if logit_p > -700 else NEG_INF
+
+    @classmethod
+    def from_card(cls, card: dict) -> PhraseCalibration:
+        fitted = card.get("phrase_calibration") or {}
+        return cls(float(fitted.get("slope", 1.0)), float(fitted.get("per_word", 0.0)), float(fitted.get("bias", 0.0)))
+
+
+def phrase_candidates(
+    tok: PieceTokenizer,
+    logp: Tensor,
+    state: Tensor,
+    fragment: str = "",
+    require_space: bool = True,
+    max_words: int = 5,
+    beam: int = 4,
+    memo: StepMemo | None = None,
+    min_logp: float = NEG_INF,
+) -> Decoding[list[PhraseCandidate]]:
+    """Every place the best phrase continuations could stop, with its exact probability.
+
+    A beam search over pieces ranked by joint log-probability. A hypothesis that has just
+    completed a word is a candidate, scored with P(the word ends there) (the next piece does
+    not continue it); one that has just emitted sentence punctuation is a candidate and stops
+    (a phrase never runs past the end of a sentence); none grows past ``max_words`` words.
+    The first word must complete ``fragment``, and the probabilities are then conditioned on
+    the text starting with it. Hypotheses below ``min_logp`` are dropped (they can only fall).
+    """
+    printable, sentence_end = tok.printable, tok.sentence_end
+    found: dict[str, PhraseCandidate] = {}
+    given = 0.0  # log P(the continuation agrees with the fragment), conditioned away below
+    if fragment:
+        first = _allowed(tok, True, fragment, require_space)
+        given = float(torch.logsumexp(logp[0].masked_fill(~first, NEG_INF), dim=0))
+    min_logp = min_logp + given if min_logp > NEG_INF else NEG_INF
+
+    def add(text: str, score: float, n_words: int, at_sentence_end: bool) -> None:
+        if text.lstrip(" ") == fragment:
+            return  # only what is already typed: nothing to show
+        old = found.get(text)
+        total = score - given if old is None else _logaddexp(old.logp, score - given)
+        found[text] = PhraseCandidate(text, total, n_words, at_sentence_end)
+
+    hyps = [_Hyp("", 0.0)]
+    for _ in range(3 * max_words + 3):
+        masks = []
+        ending = [i for i, h in enumerate(hyps)
+                  if h.text and h.text[-1].isalnum() and len(h.word) >= len(fragment) and words(h.text)]
+        ends = _log_boundary_mass(tok, logp[ending]).tolist() if ending else []
+        end_of = dict(zip(ending, ends, strict=True))
+        for i, hyp in enumerate(hyps):
+            if hyp.text == "" or len(hyp.word) < len(fragment):
+                masks.append(_word_mask(tok, hyp, fragment, require_space))
+                continue
+            n_words = len(words(hyp.text))
+            if i in end_of:
+                add(hyp.text, hyp.score + end_of[i], n_words, False)
+            in_word = hyp.text[-1].isalnum()
+            # Budget spent: only the current word may still grow.
+            masks.append((tok.continuation if in_word else torch.zeros_like(printable))
+                         if n_words >= max_words else printable)
+        scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp
+        scores = (scores + _additive(torch.stack(masks))).flatten()
+        top = torch.topk(scores, min(beam, scores.numel()))
+        vocab = logp.size(1)
+        live: list[tuple[float, int, int]] = []
+        for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            if s == NEG_INF or s < min_logp:
+                continue
+            r, p = divmod(j, vocab)
+            text = hyps[r].text + tok.surfaces[p]
+            if bool(sentence_end[p]) and words(hyps[r].text) and len(hyps[r].word) >= len(fragment):
+                add(text, s, len(words(text)), True)
+            else:
+                live.append((s, r, p))
+        if not live:
+            break
+        hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p)) for s, r, p in live]
+        logp, state = yield from _expand(memo, state, [r for _, r, _ in live], [h.ids for h in hyps])
+    return list(found.values())
+
+
+def choose_phrase(
+    candidates: list[PhraseCandidate], calibration: PhraseCalibration, threshold: float
+) -> tuple[PhraseCandidate, float] | None:
+    """The phrase to show: the longest candidate whose confidence reaches ``threshold``.
+
+    Longer ghost text saves more keystrokes, so among confident candidates the one with most
+    words wins, then one that ends its sentence, then the more confident. When none reaches
+    the threshold the most confident one is returned (the caller does not show it).
+    """
+    if not candidates:
+        return None
+    scored = [(c, calibration.confidence(c.logp, c.words)) for c in candidates]
+    confident = [(c, conf) for c, conf in scored if conf >= threshold]
+    if confident:
+        return max(confident, key=lambda cc: (cc[0].words, cc[0].sentence_end, cc[1]))
+    return max(scored, key=lambda cc: cc[1])
+
+
 def complete_phrase(
     tok: PieceTokenizer,
     logp: Tensor,
@@ -221,53 +359,18 @@ def complete_phrase(
     max_words: int = 5,
     beam: int = 4,
     memo: StepMemo | None = None,
+    calibration: PhraseCalibration | None = None,
+    threshold: float = 0.0,
 ) -> Decoding[tuple[str, float] | None]:
-    """Best phrase continuation ``(surface text, confidence)`` or ``None`` if none finished.
+    """The phrase to show ``(surface text, confidence)``, or ``None`` if no phrase finished.
 
     The text is the continuation right after the context, so it still contains the typed
-    fragment; the caller strips what the user already typed. A phrase ends at sentence
-    punctuation (kept), at end of text, or after ``max_words`` complete words.
+    fragment; the caller strips what the user already typed. ``confidence`` is the calibrated
+    probability that the writer types exactly this text next (see :class:`PhraseCalibration`).
     """
-    printable, sentence_end = tok.printable, tok.sentence_end
-    nothing = torch.zeros_like(printable)
-    finished: list[tuple[float, str]] = []
-    hyps = [_Hyp("", 0.0)]
-    for _ in range(3 * max_words + 3):
-        masks = []
-        for i, hyp in enumerate(hyps):
-            typing_fragment = hyp.text == "" or len(hyp.word) < len(fragment)
-            if typing_fragment:
-                masks.append(_word_mask(tok, hyp, fragment, require_space))
-                continue
-            n_words = len(words(hyp.text))
-            in_word = hyp.text[-1].isalnum()
-            if n_words >= max_words:
-                # Budget spent: end here (the next piece must not continue the word).
-                end = float(_log_boundary_mass(tok, logp[i : i + 1])[0]) if in_word else NEG_INF
-                masks.append(tok.continuation if in_word else nothing)
-            else:
-                end = float(logp[i][tok.eos_id])
-                masks.append(printable)
-            if end > NEG_INF:
-                finished.append(((hyp.score + end) / (hyp.pieces + 1), hyp.text))
-        scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp
-        scores = (scores + _additive(torch.stack(masks))).flatten()
-        top = torch.topk(scores, min(beam, scores.numel()))
-        vocab = logp.size(1)
-        live: list[tuple[float, int, int]] = []
-        for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-            if s == NEG_INF:
-                continue
-            r, p = divmod(j, vocab)
-            if bool(sentence_end[p]) and words(hyps[r].text):
-                finished.append((s / (hyps[r].pieces + 1), hyps[r].text + tok.surfaces[p]))
-            else:
-                live.append((s, r, p))
-        if not live:
-            break
-        hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p)) for s, r, p in live]
-        logp, state = yield from _expand(memo, state, [r for _, r, _ in live], [h.ids for h in hyps])
-    if not finished:
-        return None
-    score, text = max(finished)
-    return text, math.exp(score)
+    calibration = calibration or PhraseCalibration()
+    min_logp = calibration.min_logp(threshold, max_words)
+    candidates = yield from phrase_candidates(tok, logp, state, fragment, require_space, max_words, beam, memo,
+                                              min_logp)
+    chosen = choose_phrase(candidates, calibration, threshold)
+    return None if chosen is None else (chosen[0].text, chosen[1])

@@ -13,7 +13,9 @@ import json
 import logging
 import random
 import time
+import zlib
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,53 @@ class CorpusSpec:
     vocab_size: int = 8000
     tokenizer_sample_docs: int = 40000
     valid_per_mille: int = 10
+    # A corpus with its own validation split (the e-mail corpus's ``dev``): every document of
+    # ``split`` trains, every one of ``valid_split`` validates, and the training documents are
+    # shuffled (seeded) so that no stretch of the stream is one author's mail.
+    valid_split: str | None = None
+    # Documents of another corpus mixed into the training text (e.g. reviews, so that a model
+    # adapted to e-mail keeps some of what it knew); chosen by content hash, deterministically.
+    mix_path: str | None = None
+    mix_docs: int = 0
+    shuffle_seed: int = 0
+
+
+def _read_documents(spec: CorpusSpec, stats: ReadStats) -> tuple[list[str], list[str]]:
+    """(train, valid) documents as ``spec`` defines them."""
+    train_docs: list[str] = []
+    valid_docs: list[str] = []
+    docs = iter_documents(spec.path, spec.fmt, spec.split, spec.blank_line_docs, stats)
+    for i, doc in enumerate(docs):
+        if spec.max_docs is not None and i >= spec.max_docs:
+            break
+        if spec.valid_split is not None:
+            train_docs.append(doc)
+        else:
+            (valid_docs if is_validation(doc, spec.valid_per_mille) else train_docs).append(doc)
+    if spec.valid_split is not None:
+        valid = iter_documents(spec.path, spec.fmt, spec.valid_split, spec.blank_line_docs, ReadStats())
+        valid_docs = list(islice(valid, spec.max_docs))
+    if spec.mix_path and spec.mix_docs > 0:
+        train_docs.extend(mixed_documents(spec.mix_path, spec.mix_docs))
+    if spec.valid_split is not None or spec.mix_docs:
+        random.Random(spec.shuffle_seed).shuffle(train_docs)
+    return train_docs, valid_docs
+
+
+def mixed_documents(path: str, count: int) -> list[str]:
+    """``count`` training documents of ``path``, spread over the corpus (every n-th by content hash).
+
+    The hash picks about ``3 * count`` per 75,000 documents (the size of the review corpus's train
+    split), then the first ``count`` are kept, so the choice does not follow the archive's order.
+    """
+    per_million = max(1, min(1_000_000, 3 * count * 1_000_000 // 75_000))
+    chosen: list[str] = []
+    for doc in iter_documents(path, split="train"):
+        if zlib.crc32(doc.encode("utf-8")) % 1_000_000 < per_million and not is_validation(doc):
+            chosen.append(doc)
+            if len(chosen) >= count:
+                break
+    return chosen
 
 
 def train_tokenizer(docs: list[str], vocab_size: int, model_path: Path, seed: int = 0) -> None:
@@ -107,13 +156,7 @@ def prepare_corpus(spec: CorpusSpec, out_dir: Path, tokenizer: bytes | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     stats = ReadStats()
-    train_docs: list[str] = []
-    valid_docs: list[str] = []
-    docs = iter_documents(spec.path, spec.fmt, spec.split, spec.blank_line_docs, stats)
-    for i, doc in enumerate(docs):
-        if spec.max_docs is not None and i >= spec.max_docs:
-            break
-        (valid_docs if is_validation(doc, spec.valid_per_mille) else train_docs).append(doc)
+    train_docs, valid_docs = _read_documents(spec, stats)
     if not train_docs or not valid_docs:
         raise ValueError(
             f"{spec.path}: {len(train_docs)} training and {len(valid_docs)} validation documents; "

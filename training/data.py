@@ -6,7 +6,9 @@ Formats (detected from the path, or forced with ``fmt``):
   ``.tar.gz`` (no extraction); ``split`` picks ``train`` (pos+neg+unsup) or ``test``.
 * ``text``: plain text, one document per line, or (``blank_line_docs=True``) documents
   separated by blank lines.
-* ``jsonl``: one JSON object per line with a ``text`` field.
+* ``jsonl``: one JSON object per line with a ``text`` field, optionally gzip-compressed
+  (``.jsonl.gz``); records that carry a ``split`` field (the AESLC e-mail corpus: ``train``,
+  ``dev``, ``test``) are filtered by ``split``, records without one are always read.
 * ``mbox`` / ``maildir``: e-mail; only the author's own body text is kept
   (see :mod:`training.email_text`).
 
@@ -17,6 +19,7 @@ JSON, undecodable bytes, an empty document) is counted in :class:`ReadStats` and
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -26,6 +29,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from model.text import normalize_text
 
@@ -68,7 +72,7 @@ def detect_format(path: Path) -> str:
         raise CorpusError(f"{path}: a folder that is neither an aclImdb nor a maildir layout")
     if name.endswith((".tar.gz", ".tgz", ".tar")):
         return "aclimdb"
-    if name.endswith((".jsonl", ".ndjson")):
+    if name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
         return "jsonl"
     if name.endswith((".mbox", ".mbx")) or name == "mbox":
         return "mbox"
@@ -87,7 +91,7 @@ def _check_path(path: Path) -> None:
             raise CorpusError(f"{path}: the file is empty")
         with path.open("rb") as fh:
             head = fh.read(4096)
-        is_archive = head[:2] == b"\x1f\x8b" or path.name.endswith(".tar")
+        is_archive = head[:2] == b"\x1f\x8b" or path.name.endswith(".tar")  # gzip or tar
         if b"\x00" in head and not is_archive:
             raise CorpusError(f"{path}: looks binary (NUL bytes), not text")
 
@@ -173,9 +177,18 @@ def read_text(path: Path, stats: ReadStats, blank_line_docs: bool = False) -> It
                     yield doc
 
 
-def read_jsonl(path: Path, stats: ReadStats, field_name: str = "text") -> Iterator[str]:
-    """The ``text`` field of each JSON line; malformed lines are counted and skipped."""
+def _open_maybe_gzip(path: Path) -> IO[bytes]:
     with path.open("rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+
+
+def read_jsonl(path: Path, stats: ReadStats, field_name: str = "text", split: str | None = None) -> Iterator[str]:
+    """The ``text`` field of each JSON line; malformed lines are counted and skipped.
+
+    A record with a ``split`` field is read only when it equals ``split`` (``None`` reads all).
+    """
+    with _open_maybe_gzip(path) as fh:
         for raw in fh:
             if not raw.strip():
                 continue
@@ -186,6 +199,8 @@ def read_jsonl(path: Path, stats: ReadStats, field_name: str = "text") -> Iterat
                 record = json.loads(line)
             except json.JSONDecodeError:
                 stats.skip("bad_json")
+                continue
+            if split is not None and isinstance(record, dict) and record.get("split", split) != split:
                 continue
             value = record.get(field_name) if isinstance(record, dict) else None
             if not isinstance(value, str):
@@ -215,7 +230,7 @@ def iter_documents(
     elif fmt == "text":
         yield from read_text(path, stats, blank_line_docs)
     elif fmt == "jsonl":
-        yield from read_jsonl(path, stats)
+        yield from read_jsonl(path, stats, split=split)
     else:
         from training.email_text import read_maildir, read_mbox
 

@@ -940,7 +940,8 @@ def evaluate(model: NgramModel, docs: list[str], n_queries: int = 20_000, k: int
 def main(argv: list[str] | None = None) -> int:
     """Fit on the non-validation train docs of ``--corpus`` and save; optionally evaluate."""
     parser = argparse.ArgumentParser(prog="python -m training.ngram", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--corpus", required=True, help="corpus path (any training.data format)")
+    parser.add_argument("--corpus", required=True, nargs="+",
+                        help="corpus path(s) (any training.data format); several are fitted on together")
     parser.add_argument("--out", default="runs/ngram/trigram.pkl.gz", help="model file")
     parser.add_argument("--order", type=int, default=3)
     parser.add_argument("--min-count", type=int, default=2, help="rarer words become <unk>")
@@ -971,7 +972,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from training.data import is_validation, iter_documents
 
-        docs: Iterator[str] = (d for d in iter_documents(args.corpus, split="train") if not is_validation(d))
+        docs: Iterator[str] = (d for corpus in args.corpus for d in iter_documents(corpus, split="train")
+                               if not is_validation(d))
         if args.max_docs is not None:
             docs = islice(docs, args.max_docs)
         model = NgramModel().fit(docs, order=args.order, min_count=args.min_count, progress=True)
@@ -986,7 +988,7 @@ def main(argv: list[str] | None = None) -> int:
             _peak_rss_mib(),
         )
     if args.eval_docs > 0:
-        docs_eval = _eval_docs(args.corpus, args.eval_docs)
+        docs_eval = _eval_docs(args.corpus[0], args.eval_docs)
         res = evaluate(model, docs_eval, n_queries=args.eval_queries, k=args.eval_k)
         log.info("eval on %d held-out docs (k=%d): %s", len(docs_eval), args.eval_k, _rounded(res))
     return 0

@@ -49,6 +49,10 @@ class TrainConfig:
 
     corpus: str = "../shared/data/aclImdb_v1.tar.gz"
     corpus_format: str | None = None
+    split: str = "train"
+    valid_split: str | None = None  # None: ~1% of the documents by content hash
+    mix_corpus: str | None = None  # another corpus mixed into the training text
+    mix_docs: int = 0
     data_dir: str = "runs/data-imdb-8k"
     max_docs: int | None = None
     vocab_size: int = 8000
@@ -255,7 +259,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
 
     spec = CorpusSpec(
-        path=cfg.corpus, fmt=cfg.corpus_format, max_docs=cfg.max_docs, vocab_size=cfg.vocab_size
+        path=cfg.corpus, fmt=cfg.corpus_format, split=cfg.split, max_docs=cfg.max_docs, vocab_size=cfg.vocab_size,
+        valid_split=cfg.valid_split, mix_path=cfg.mix_corpus, mix_docs=cfg.mix_docs,
     )
     data_dir = Path(cfg.data_dir)
     init = load_initial_weights(cfg.init_from) if cfg.init_from else None
@@ -370,6 +375,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     state = model.init_state(cfg.batch_size)
     model.train()
     window_loss, window_tokens, window_start = 0.0, 0, time.time()
+    val_word_ppl = float("nan")  # shown on the bar from the first validation on
     while progress() < 1.0:
         inputs, targets, wrapped = batcher.next()
         if wrapped:
@@ -390,7 +396,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar.update(tokens_per_step)
         if step % 20 == 0:
             rate = window_tokens * world / max(time.time() - window_start, 1e-9)
-            bar.set_postfix(loss=f"{window_loss / window_tokens:.3f}", tok_s=f"{rate:,.0f}", epoch=epoch)
+            bar.set_postfix(loss=f"{window_loss / window_tokens:.3f}", tok_s=f"{rate:,.0f}", epoch=epoch,
+                            val_word_ppl=f"{val_word_ppl:.1f}")
         if step % cfg.eval_every == 0 or progress() >= 1.0:
             train_loss = window_loss / max(window_tokens, 1)
             rate = window_tokens * world / max(time.time() - window_start, 1e-9)
@@ -408,6 +415,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     "val_word_ppl": round(math.exp(val_loss / words_per_piece), 2),
                     "tokens_per_second": round(rate),
                 }
+                val_word_ppl = record["val_word_ppl"]
                 with (out / "log.jsonl").open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
                 bar.write(json.dumps(record))

@@ -44,10 +44,11 @@ async def complete(body: CompleteRequest, request: Request, state: ServerState =
     settings = state.settings
     if len(body.text) > settings.max_text_chars:
         raise HTTPException(413, f"text is {len(body.text)} characters; the limit is {settings.max_text_chars}")
-    name = body.model or settings.default_model
-    if name not in settings.model_paths():
-        available = ", ".join(sorted(settings.model_paths())) or "none"
-        raise HTTPException(404, f"unknown model {name!r}; available: {available}")
+    name = body.model or state.default_model
+    if name not in state.model_names:
+        available = ", ".join(state.model_names) or "none"
+        shown = name if len(name) <= 64 else name[:64] + "..."
+        raise HTTPException(404, f"unknown model {shown!r}; available: {available}")
     if not state.ready or state.draining:
         why = "draining" if state.draining else "models are loading"
         raise HTTPException(503, f"not ready: {why}", headers={"Retry-After": "1"})

@@ -17,4 +17,4 @@ async def list_models(state: ServerState = Depends(get_state)) -> ModelsResponse
         ModelInfo(name=name, card=engine.lm.card, precision=engine.lm.precision)
         for name, engine in sorted(state.engines.items())
     ]
-    return ModelsResponse(models=models, default=state.settings.default_model)
+    return ModelsResponse(models=models, default=state.default_model)

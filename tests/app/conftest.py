@@ -43,8 +43,7 @@ READY_TIMEOUT_S = 60.0
 def tiny_settings(tiny_models: dict[str, Path], **overrides: Any) -> Settings:
     """Settings for the tiny test models; ``overrides`` win."""
     values: dict[str, Any] = {
-        "gru_path": tiny_models["gru"],
-        "lstm_path": tiny_models["lstm"],
+        "models": f"gru={tiny_models['gru']},lstm={tiny_models['lstm']}",
         "completion_threshold": 0.0,
         "threads": 1,
         "deadline_ms": 30_000.0,

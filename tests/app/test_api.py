@@ -244,8 +244,8 @@ async def test_unknown_model_is_404(client):
     assert "transformer" in body["detail"]
 
 
-async def test_model_not_configured_is_404(start_app, make_settings):
-    async with start_app(make_settings(lstm_path=None)) as c:
+async def test_model_not_configured_is_404(start_app, make_settings, tiny_models):
+    async with start_app(make_settings(models=f"gru={tiny_models['gru']}")) as c:
         body = check_error(await c.post("/v1/complete", json={"text": "I think ", "model": "lstm"}), 404)
         assert "lstm" in body["detail"]
         assert (await c.post("/v1/complete", json={"text": "I think ", "model": "gru"})).status_code == 200
@@ -290,9 +290,9 @@ async def test_not_ready_while_loading_then_ready(start_app, make_settings):
         gate.set()
 
 
-async def test_load_failure_reported_by_readyz(start_app, make_settings, tmp_path):
+async def test_load_failure_reported_by_readyz(start_app, make_settings, tmp_path, tiny_models):
     missing = tmp_path / "missing.pt"
-    async with start_app(make_settings(lstm_path=missing), ready=False) as c:
+    async with start_app(make_settings(models=f"gru={tiny_models['gru']},lstm={missing}"), ready=False) as c:
         for _ in range(1000):
             r = await c.get("/readyz")
             if r.json()["status"] != "loading":
@@ -490,3 +490,52 @@ def test_answer_checks_catch_malformed_answers():
     ):
         with pytest.raises(AssertionError):
             check_answer(bad)
+
+
+# --------------------------------------------------------------------------- models by name
+
+
+async def test_any_number_of_named_models_are_served(start_app, make_settings, tiny_models):
+    """NEXTWORD_MODELS names each backend; requests, listing, stats and metrics use the names."""
+    spec = f"gru={tiny_models['gru']},gru-email={tiny_models['gru']},my.lstm_2={tiny_models['lstm']}"
+    async with start_app(make_settings(models=spec)) as c:
+        listed = (await c.get("/v1/models")).json()
+        assert [m["name"] for m in listed["models"]] == ["gru", "gru-email", "my.lstm_2"]
+        assert listed["default"] == "gru-email"  # the e-mail GRU answers when a request names none
+        r = await c.post("/v1/complete", json={"text": "Thanks for the "})
+        assert r.status_code == 200 and r.json()["model"] == "gru-email"
+        r = await c.post("/v1/complete", json={"text": "Thanks for the ", "model": "my.lstm_2"})
+        assert r.status_code == 200 and r.json()["model"] == "my.lstm_2"
+        body = check_error(await c.post("/v1/complete", json={"text": "a", "model": "lstm"}), 404)
+        assert "gru, gru-email, my.lstm_2" in body["detail"]
+        metrics = (await c.get("/metrics")).text
+        assert 'backend="gru-email"' in metrics and 'backend="my.lstm_2"' in metrics
+
+
+async def test_a_folder_of_artifacts_is_served_by_file_name(start_app, make_settings, tiny_models, tmp_path):
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    (folder / "lstm-email.pt").write_bytes(tiny_models["lstm"].read_bytes())
+    (folder / "gru.pt").write_bytes(tiny_models["gru"].read_bytes())
+    async with start_app(make_settings(models=str(folder))) as c:
+        listed = (await c.get("/v1/models")).json()
+        assert [m["name"] for m in listed["models"]] == ["gru", "lstm-email"]
+        assert listed["default"] == "gru"  # no gru-email here: the first
+        r = await c.post("/v1/complete", json={"text": "I think ", "model": "lstm-email"})
+        assert r.status_code == 200, r.text
+
+
+async def test_a_long_unknown_model_name_is_not_echoed_whole(client):
+    body = check_error(await client.post("/v1/complete", json={"text": "a", "model": "x" * 10_000}), 404)
+    assert len(body["detail"]) < 300
+
+
+@pytest.mark.parametrize("spec", ["gru=", "=a.pt", "gru=a.pt,gru=b.pt", "bad name=a.pt", "-x=a.pt"])
+def test_malformed_model_lists_are_refused_at_startup(make_settings, spec):
+    with pytest.raises(ValueError):
+        make_settings(models=spec)
+
+
+def test_a_default_model_that_is_not_served_is_refused(make_settings):
+    with pytest.raises(ValueError, match="default_model"):
+        make_settings(default_model="gru-email")

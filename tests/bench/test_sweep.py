@@ -77,7 +77,7 @@ def test_quick_options() -> None:
 
 def test_nextword_env_loads_only_the_backend_and_toggles() -> None:
     env = nextword_env(Target("nextword", "lstm", "typing", batching=False, cache=False), 12345, threads=1)
-    assert env["NEXTWORD_GRU_PATH"] == "" and env["NEXTWORD_LSTM_PATH"].endswith("lstm.pt")
+    assert env["NEXTWORD_MODELS"] == "lstm=model/artifacts/lstm.pt"
     assert env["NEXTWORD_DEFAULT_MODEL"] == "lstm" and env["NEXTWORD_PORT"] == "12345"
     assert env["NEXTWORD_BATCHING"] == "false" and env["NEXTWORD_CACHE_BYTES"] == "0"
     on = nextword_env(Target("nextword", "gru", "cold"), 1, threads=2)

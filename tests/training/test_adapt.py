@@ -1,0 +1,94 @@
+"""Adaptation: a bundled-style artifact continues training on an e-mail corpus, end to end."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import mailbox
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.artifact import load_artifact
+from tests.conftest import make_tiny_corpus
+from training.adapt import main as adapt_main
+from training.data import iter_documents
+
+EMAILS = [f"Thanks for the update. I will send you the report by {day}. Please let me know if you have any questions."
+          for day in ("Monday", "Tuesday", "Friday", "noon", "tonight")]
+
+
+def _aeslc_like(path: Path, n: int = 240) -> Path:
+    """A gzip JSON-lines corpus labelled train/dev/test, like the shared e-mail corpus."""
+    texts = make_tiny_corpus(n, seed=3)
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for i, text in enumerate(texts):
+            split = ("train", "train", "train", "dev", "test")[i % 5]
+            fh.write(json.dumps({"split": split, "id": f"u_{i}", "subject": "s", "text": f"{EMAILS[i % 5]} {text}"})
+                     + "\n")
+    return path
+
+
+def test_jsonl_gz_splits_are_read_by_label(tmp_path: Path) -> None:
+    corpus = _aeslc_like(tmp_path / "mail.jsonl.gz", 50)
+    train, dev = list(iter_documents(corpus, split="train")), list(iter_documents(corpus, split="dev"))
+    assert len(train) == 30 and len(dev) == 10
+    assert not set(train) & set(dev)
+
+
+def test_adapt_runs_end_to_end_and_records_its_lineage(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    corpus = _aeslc_like(tmp_path / "aeslc-enron-email.jsonl.gz")
+    out = tmp_path / "gru-email.pt"
+    adapt_main(["--from", str(tiny_models["gru"]), "--corpus", str(corpus), "--out", str(out),
+                "--work-dir", str(tmp_path / "work"), "--dry-run", "--threads", "1"])
+    base, adapted = load_artifact(tiny_models["gru"]), load_artifact(out)
+    # Same architecture and tokenizer, new weights.
+    assert adapted.card["config"] == base.card["config"]
+    assert adapted.tokenizer.model_proto == base.tokenizer.model_proto
+    assert adapted.card["checksum"] != base.card["checksum"]
+    lineage = adapted.card["lineage"]
+    assert lineage["base"]["sha256"] == hashlib.sha256(tiny_models["gru"].read_bytes()).hexdigest()
+    assert lineage["base"]["checksum"] == base.card["checksum"]
+    assert lineage["data"]["corpus"] == "aeslc-enron-email.jsonl.gz"
+    assert lineage["data"]["licence"].startswith("CC BY-NC-SA 4.0")
+    assert lineage["data"]["valid_split"] == "dev"
+    assert lineage["data"]["train"]["docs"] > 0 and lineage["data"]["valid"]["docs"] > 0
+    assert lineage["tokens"] > 0 and lineage["minutes"] >= 0
+    assert {"cpus", "torch", "platform"} <= lineage["machine"].keys()
+    assert lineage["recipe"]["lr"] > 0
+    assert adapted.card["name"] == "gru-email"
+    # --resume continues the same run from its last checkpoint.
+    last = torch.load(tmp_path / "work" / "last.pt", weights_only=False)
+    adapt_main(["--from", str(tiny_models["gru"]), "--corpus", str(corpus), "--out", str(out),
+                "--work-dir", str(tmp_path / "work"), "--dry-run", "--threads", "1", "--max-tokens", "768",
+                "--resume"])
+    again = torch.load(tmp_path / "work" / "last.pt", weights_only=False)
+    assert again["step"] > last["step"]
+    assert (tmp_path / "work" / "log.jsonl").read_text().count("\n") >= 2
+
+
+def test_adapt_takes_a_users_mbox(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    box = mailbox.mbox(tmp_path / "me.mbox")
+    for i, text in enumerate(make_tiny_corpus(120, seed=5)):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "me@example.com", "you@example.com", f"note {i}"
+        msg.set_content(f"{EMAILS[i % 5]} {text}\n\nOn Mon, 1 Jan 2024, you <you@example.com> wrote:\n> quoted\n")
+        box.add(msg)
+    box.flush()
+    out = tmp_path / "me.pt"
+    adapt_main(["--from", str(tiny_models["lstm"]), "--corpus", str(tmp_path / "me.mbox"), "--out", str(out),
+                "--work-dir", str(tmp_path / "work"), "--dry-run", "--threads", "1"])
+    card = load_artifact(out).card
+    assert card["lineage"]["data"]["licence"] == "unspecified: the user's own text"
+    assert card["lineage"]["data"]["valid_split"] == "1% by content hash"
+    assert card["config"]["cell"] == "lstm"
+
+
+def test_adapt_refuses_a_file_that_is_not_an_artifact(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a model")
+    with pytest.raises(ValueError):
+        adapt_main(["--from", str(bogus), "--corpus", str(bogus), "--out", str(tmp_path / "x.pt"), "--dry-run"])

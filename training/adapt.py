@@ -1,0 +1,215 @@
+"""Adapt a bundled artifact to a new corpus (e-mail, or a user's own mail) on a CPU.
+
+    python -m training.adapt --from model/artifacts/gru.pt \
+        --corpus ../shared/data/aeslc-enron-email.jsonl.gz --minutes 40 --out model/artifacts/gru-email.pt
+
+Fine-tuning, not training: the text is read through the artifact's own tokenizer, the
+architecture is the artifact's, and the schedule is a short warm-up to a peak learning rate
+below a from-scratch run's, then a cosine decay over the time budget. Validation runs on the
+corpus's own ``dev`` split when it has one (the AESLC e-mail corpus), else on ~1% of its
+documents; the best checkpoint is kept and exported. ``--mix-corpus``/``--mix-docs`` mix some
+documents of another corpus (the reviews the base learnt) into the training text.
+
+The exported card records the lineage: the base artifact's SHA-256, the data and its licence,
+tokens and minutes of this run, the recipe and the machine. Any corpus the readers take works
+(``.jsonl[.gz]``, text, mbox, maildir): a user points it at their own mail. ``--resume``
+continues an interrupted run from ``WORK/last.pt``; ``--dry-run`` adapts for a few steps (CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.artifact import load_artifact
+from model.export import export_checkpoint
+from training.data import detect_format, iter_documents
+from training.train import TrainConfig, train
+
+log = logging.getLogger("training.adapt")
+
+#: Licences of the shared corpora, found by file name; anything else is the user's own data.
+KNOWN_LICENCES = {
+    "aeslc-enron-email": "CC BY-NC-SA 4.0 (AESLC, Zhang and Tetreault 2019; Enron e-mail)",
+    "aclImdb": "Large Movie Review Dataset (Maas et al. 2011), research use",
+}
+DEFAULT_LICENCE = "unspecified: the user's own text"
+
+# The recipe chosen on the e-mail dev split (docs/models.md, "Adapting to e-mail").
+DEFAULT_LR = 2e-3
+DEFAULT_WARMUP_STEPS = 100
+DEFAULT_MIN_LR_RATIO = 0.05
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def licence_of(corpus: str) -> str:
+    name = Path(corpus).name
+    return next((text for key, text in KNOWN_LICENCES.items() if key in name), DEFAULT_LICENCE)
+
+
+def has_split(corpus: str, split: str) -> bool:
+    """True when a ``.jsonl`` corpus labels some of its records ``split`` (e.g. ``dev``)."""
+    path = Path(corpus)
+    if detect_format(path) != "jsonl":
+        return False
+    return next(iter(iter_documents(path, "jsonl", split=split)), None) is not None and _labels_splits(path)
+
+
+def _labels_splits(path: Path) -> bool:
+    """Records carry a ``split`` field at all (otherwise every split reads every record)."""
+    import gzip
+
+    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    return "split" in json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+    return False
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(terse=True), "processor": platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def build_config(args: argparse.Namespace, base_config: dict[str, Any]) -> TrainConfig:
+    """The training run that adapts the base weights: the base's architecture, a fine-tuning schedule."""
+    work = Path(args.work_dir)
+    valid_split = args.valid_split
+    if valid_split == "auto":
+        valid_split = "dev" if has_split(args.corpus, "dev") else None
+    cfg = TrainConfig(
+        corpus=args.corpus,
+        split=args.split,
+        valid_split=valid_split,
+        mix_corpus=args.mix_corpus,
+        mix_docs=args.mix_docs,
+        data_dir=args.data_dir or str(work / "data"),
+        out=str(work),
+        cell=base_config["cell"],
+        vocab_size=base_config["vocab_size"],
+        emb_dim=base_config["emb_dim"],
+        hidden_dim=base_config["hidden_dim"],
+        num_layers=base_config["num_layers"],
+        dropout=args.dropout if args.dropout is not None else base_config.get("dropout", 0.1),
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        min_lr_ratio=args.min_lr_ratio,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        max_minutes=args.minutes,
+        max_tokens=args.max_tokens,
+        eval_every=args.eval_every,
+        eval_tokens=args.eval_tokens,
+        threads=args.threads,
+        device="cpu",
+        init_from=args.base,
+        seed=args.seed,
+    )
+    if args.dry_run:
+        cfg.max_docs = 200
+        cfg.data_dir = args.data_dir or str(work / "data-dry")
+        cfg.batch_size, cfg.seq_len = 4, 16
+        cfg.max_tokens = args.max_tokens or 4 * 16 * 6
+        cfg.max_minutes = None
+        cfg.eval_every, cfg.eval_tokens, cfg.warmup_steps = 3, 2000, 2
+    return cfg
+
+
+def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], base_card: dict[str, Any]) -> dict:
+    """What the adapted model came from, on what, for how long, where."""
+    summary = ckpt.get("corpus_summary", {})
+    return {
+        "base": {"file": Path(args.base).name, "sha256": file_sha256(args.base),
+                 "checksum": base_card.get("checksum"), "data": (base_card.get("data") or {}).get("source")},
+        "data": {"corpus": Path(args.corpus).name, "licence": args.licence or licence_of(args.corpus),
+                 "split": cfg.split, "valid_split": cfg.valid_split or "1% by content hash",
+                 "train": summary.get("train"), "valid": summary.get("valid"),
+                 "mixed_in": ({"corpus": Path(cfg.mix_corpus).name, "docs": cfg.mix_docs,
+                               "licence": licence_of(cfg.mix_corpus)} if cfg.mix_corpus and cfg.mix_docs else None)},
+        "tokens": int(ckpt["tokens_seen"]) - int(ckpt.get("tokens_before") or 0),
+        "minutes": round(float(ckpt["wall_seconds"]) / 60, 1),
+        "best_val_loss": ckpt.get("val_loss"),
+        "recipe": {k: getattr(cfg, k) for k in ("lr", "warmup_steps", "min_lr_ratio", "weight_decay", "dropout",
+                                                  "batch_size", "seq_len", "max_minutes", "mix_docs")},
+        "machine": machine(),
+    }
+
+
+def adapt(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the adaptation and export the best checkpoint as ``args.out``; return its card."""
+    base = load_artifact(args.base)
+    cfg = build_config(args, base.card["config"])
+    budget = f"{cfg.max_minutes} min" if cfg.max_minutes else f"{cfg.max_tokens} tokens"
+    log.info("adapting %s on %s (valid: %s) for %s", args.base, args.corpus, cfg.valid_split or "hash split", budget)
+    best = train(cfg, resume=args.resume)
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    card = export_checkpoint(best, args.out)
+    from model.artifact import update_card
+
+    extra = {"lineage": lineage(args, cfg, ckpt, base.card), "name": Path(args.out).stem}
+    (Path(cfg.out) / "lineage.json").write_text(json.dumps(extra, indent=2))
+    card = update_card(args.out, extra)
+    log.info("wrote %s (%.1f MB): %s", args.out, Path(args.out).stat().st_size / 1e6, json.dumps(extra["lineage"]))
+    return card
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--from", dest="base", required=True, help="the artifact to adapt (model/artifacts/gru.pt)")
+    parser.add_argument("--corpus", required=True, help="any corpus the readers take: .jsonl[.gz], text, mbox, maildir")
+    parser.add_argument("--out", required=True, help="the adapted artifact (e.g. model/artifacts/gru-email.pt)")
+    parser.add_argument("--minutes", type=float, default=40.0, help="time budget; the schedule decays over it")
+    parser.add_argument("--max-tokens", type=int, default=None, help="token budget instead of (or as well as) minutes")
+    parser.add_argument("--work-dir", default=None, help="checkpoints and log (default runs/adapt/<out's stem>)")
+    parser.add_argument("--data-dir", default=None, help="the prepared corpus (default WORK/data); runs may share one")
+    parser.add_argument("--split", default="train", help="the corpus split that trains")
+    parser.add_argument("--valid-split", default="auto", help="'auto': the corpus's dev split if it has one")
+    parser.add_argument("--mix-corpus", default=None, help="another corpus to mix in (e.g. the reviews)")
+    parser.add_argument("--mix-docs", type=int, default=0, help="documents of --mix-corpus to mix in")
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate")
+    parser.add_argument("--warmup-steps", type=int, default=DEFAULT_WARMUP_STEPS)
+    parser.add_argument("--min-lr-ratio", type=float, default=DEFAULT_MIN_LR_RATIO)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--dropout", type=float, default=None, help="default: the base's")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--eval-every", type=int, default=250, help="steps between validations")
+    parser.add_argument("--eval-tokens", type=int, default=120_000, help="validation pieces read each time")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--licence", default=None, help="licence of --corpus (known corpora are recognised)")
+    parser.add_argument("--resume", action="store_true", help="continue from WORK/last.pt")
+    parser.add_argument("--dry-run", action="store_true", help="a few steps on 200 documents (CI)")
+    args = parser.parse_args(argv)
+    if args.work_dir is None:
+        args.work_dir = str(Path("runs") / "adapt" / Path(args.out).stem)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    adapt(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
