@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from app.config import Settings
 from app.engine import EngineConfig, InferenceEngine
 from app.routers import complete, demo, health, models, observability
+from app.scheduler import SchedulerConfig
 from app.state import ServerState
 from model.artifact import LanguageModel, load_artifact
 from model.batching import drive
@@ -36,21 +37,28 @@ WARMUP_TEXTS = ("", "The movie was ", "I really liked the mo", "One of the best 
 
 
 def engine_config(settings: Settings) -> EngineConfig:
+    """The engine's and decoder's options, all from the one settings object."""
     return EngineConfig(
-        batching=settings.batching,
-        max_batch=settings.max_batch,
-        max_batch_rows=settings.max_batch_rows,
-        max_wait_ms=settings.max_wait_ms,
-        queue_limit=settings.queue_limit,
-        max_queue_wait_ms=settings.max_queue_wait_ms,
+        scheduler=SchedulerConfig(
+            batching=settings.batching,
+            max_batch=settings.max_batch,
+            max_batch_rows=settings.max_batch_rows,
+            max_wait_ms=settings.max_wait_ms,
+            queue_limit=settings.queue_limit,
+            max_queue_wait_ms=settings.max_queue_wait_ms,
+        ),
         deadline_ms=settings.deadline_ms,
         cache_bytes=settings.cache_bytes,
-        decode=DecodeOptions(
-            beam=settings.beam,
-            phrase_beam=settings.phrase_beam,
-            prefill_chunk=settings.prefill_chunk,
-            completion_threshold=settings.completion_threshold,
-        ),
+        decode=decode_options(settings),
+    )
+
+
+def decode_options(settings: Settings) -> DecodeOptions:
+    return DecodeOptions(
+        beam=settings.beam,
+        phrase_beam=settings.phrase_beam,
+        prefill_chunk=settings.prefill_chunk,
+        completion_threshold=settings.completion_threshold,
     )
 
 

@@ -61,7 +61,7 @@ _FRAME_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("prefix cache", ("model/prefix_cache.py",)),
     ("metrics", ("prometheus_client/", "app/metrics.py")),
     ("decoder", ("model/decoder.py", "model/suggest.py", "model/text.py", "model/tokenizer.py")),
-    ("engine loop", ("app/engine.py",)),
+    ("engine loop", ("app/engine.py", "app/scheduler.py")),
     ("HTTP path", ("uvicorn/", "starlette/", "fastapi/", "pydantic", "app/routers/", "app/main.py",
                    "json/", "httptools", "h11/", "asyncio/", "anyio/")),
 )

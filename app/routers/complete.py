@@ -8,16 +8,18 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from app.deps import get_state
-from app.engine import DeadlineExceeded, EngineResult, EngineStopped, Overloaded
+from app.engine import DeadlineExceeded, EngineDead, EngineResult, EngineStopped, ModelFault, Overloaded
 from app.schemas import CompleteRequest, CompleteResponse, ErrorResponse
 from app.state import ServerState
 
 router = APIRouter(prefix="/v1", tags=["complete"])
+BACKSTOP_MARGIN_S = 1.0
 
 ERRORS = {
     404: {"model": ErrorResponse, "description": "Unknown or not loaded model"},
     413: {"model": ErrorResponse, "description": "Text longer than the configured limit"},
-    503: {"model": ErrorResponse, "description": "Overloaded (queue full), loading or draining; see Retry-After"},
+    500: {"model": ErrorResponse, "description": "The model failed on this request (an error id to quote)"},
+    503: {"model": ErrorResponse, "description": "Overloaded, loading, draining or backend down; see Retry-After"},
     504: {"model": ErrorResponse, "description": "The request's deadline passed"},
 }
 
@@ -57,14 +59,18 @@ async def complete(body: CompleteRequest, request: Request, state: ServerState =
         req = engine.submit(body.text, body.k, body.max_words)
     except Overloaded as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after)))}) from exc
-    except EngineStopped as exc:
+    except (EngineStopped, EngineDead) as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
     try:
-        answer = await _await_unless_disconnected(request, req.future)
-    except DeadlineExceeded as exc:
-        raise HTTPException(504, f"{exc} ({settings.deadline_ms:.0f} ms)") from exc
-    except EngineStopped as exc:
+        # The backstop: whatever happens to the engine, this request waits no longer than its deadline + 1 s.
+        answer = await asyncio.wait_for(_await_unless_disconnected(request, req.future),
+                                        settings.deadline_ms / 1000 + BACKSTOP_MARGIN_S)
+    except (DeadlineExceeded, TimeoutError) as exc:
+        raise HTTPException(504, f"deadline passed ({settings.deadline_ms:.0f} ms)") from exc
+    except (EngineStopped, EngineDead) as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+    except ModelFault as exc:
+        raise HTTPException(500, str(exc)) from exc
     finally:
         req.cancel()  # harmless once finished; drops queued work if we are leaving early
     if answer is None:  # client went away: nobody reads this response

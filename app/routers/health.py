@@ -12,9 +12,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict:
-    """The process is alive (says nothing about models)."""
-    return {"status": "ok"}
+async def healthz(state: ServerState = Depends(get_state)) -> JSONResponse:
+    """The process is alive: 200, unless a backend's worker died (503, so an orchestrator restarts it)."""
+    dead = sorted(name for name, engine in state.engines.items() if engine.dead is not None)
+    if dead:
+        return JSONResponse({"status": "dead", "backends": dead}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/readyz")
@@ -23,7 +26,10 @@ async def readyz(state: ServerState = Depends(get_state)) -> JSONResponse:
     engines_ok = bool(state.engines) and all(e.running for e in state.engines.values())
     if state.ready and not state.draining and engines_ok:
         return JSONResponse({"status": "ready", "models": sorted(state.engines)})
-    if state.load_error:
+    dead = sorted(name for name, engine in state.engines.items() if engine.dead is not None)
+    if dead:
+        status = "failed: backend down: " + ", ".join(dead)
+    elif state.load_error:
         status = f"failed: {state.load_error}"
     else:
         status = "draining" if state.draining else "loading"

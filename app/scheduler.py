@@ -1,0 +1,238 @@
+"""The engine's scheduler: admission, batch choice, expiry and the one cost estimate.
+
+Pure bookkeeping: no threads, no locks, no clock of its own (every method that needs the
+time takes ``now``), no model. :class:`app.engine.InferenceEngine` (the executor) owns the
+thread, the lock and the model calls, and calls these methods while holding its lock; tests
+drive them directly with a fake clock.
+
+Admission (:meth:`Scheduler.admit`): at most ``queue_limit`` requests are queued or running,
+and none is admitted while the oldest queued request has waited over ``max_queue_wait_ms``
+(the queue's sojourn time, as CoDel uses it) or while the work already admitted would take
+longer than that to finish (admitted requests x measured busy seconds per answered request).
+A rejected request gets :class:`Overloaded` with a Retry-After from the same estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from model.batching import ModelCall
+
+#: Iterations the cost estimate looks back over, and answers it needs before it is trusted.
+COST_WINDOW_ITERATIONS = 256
+COST_MIN_ANSWERS = 8
+
+
+class EngineError(RuntimeError):
+    """Base class: the engine could not answer this request."""
+
+
+class Overloaded(EngineError):
+    """Too much work is admitted already; retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("server overloaded: queue full")
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(EngineError):
+    """The request's deadline passed before it finished."""
+
+
+class EngineStopped(EngineError):
+    """The engine is draining or stopped, or the client went away."""
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    batching: bool
+    max_batch: int
+    max_batch_rows: int
+    max_wait_ms: float
+    queue_limit: int
+    max_queue_wait_ms: float
+
+
+class Ticket(Protocol):
+    """What the scheduler reads of a request (the executor's request object has these)."""
+
+    enqueued: float
+    deadline: float
+    started: float | None
+    call: ModelCall | None
+    cancelled: bool
+
+
+T = TypeVar("T", bound=Ticket)
+
+
+@dataclass
+class CostEstimate:
+    """Busy seconds per answered request over the last iterations (``None`` until measured)."""
+
+    window: int = COST_WINDOW_ITERATIONS
+    min_answers: int = COST_MIN_ANSWERS
+    _recent: deque[tuple[float, int]] = field(default_factory=deque)
+    _seconds: float = 0.0
+    _answers: int = 0
+    per_request_s: float | None = None
+
+    def record(self, seconds: float, answered: int) -> None:
+        self._recent.append((seconds, answered))
+        self._seconds += seconds
+        self._answers += answered
+        if len(self._recent) > self.window:
+            old_seconds, old_answers = self._recent.popleft()
+            self._seconds -= old_seconds
+            self._answers -= old_answers
+        if self._answers >= self.min_answers:
+            self.per_request_s = self._seconds / self._answers
+
+
+class Scheduler(Generic[T]):
+    """Queued (``inbox``) and running (``active``) requests, and the rules that move them."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.inbox: deque[T] = deque()
+        self.active: list[T] = []
+        self.admitted = 0  # queued + running
+        self.cost = CostEstimate()
+        self.iterations = 0
+        # Smoothed gap between arrivals: the batch window is only worth waiting for when
+        # another request is likely to arrive inside it.
+        self._ema_gap_s = 0.0
+        self._last_arrival: float | None = None
+
+    @property
+    def limit(self) -> int:
+        """Requests whose calls may share one iteration."""
+        return self.config.max_batch if self.config.batching else 1
+
+    # ------------------------------------------------------------------ arrivals
+    def admit(self, req: T, now: float) -> None:
+        """Queue ``req`` or raise :class:`Overloaded` at once."""
+        cfg = self.config
+        if (self.admitted >= cfg.queue_limit
+                or self.queue_wait_s(now) * 1000 > cfg.max_queue_wait_ms
+                or self.work_ahead_s() * 1000 > cfg.max_queue_wait_ms):
+            raise Overloaded(retry_after=self.retry_after())
+        self.admitted += 1
+        self.inbox.append(req)
+        if self._last_arrival is not None:
+            self._ema_gap_s = 0.8 * self._ema_gap_s + 0.2 * (now - self._last_arrival)
+        self._last_arrival = now
+
+    def queue_wait_s(self, now: float) -> float:
+        """How long the oldest queued request has waited (0 when none waits)."""
+        return now - self.inbox[0].enqueued if self.inbox else 0.0
+
+    def work_ahead_s(self) -> float:
+        """How long the admitted requests will take to answer, by the measured cost (0 if unknown).
+
+        The queue's sojourn time alone lets a burst in: by the time the oldest has waited
+        ``max_queue_wait_ms``, hundreds may be queued behind it, and those then miss their deadline.
+        """
+        cost = self.cost.per_request_s
+        return self.admitted * cost if cost is not None else 0.0
+
+    def retry_after(self) -> float:
+        """Seconds until the admitted backlog is answered, by the same estimate; at least one."""
+        return float(max(1, math.ceil(self.work_ahead_s())))
+
+    # ------------------------------------------------------------------ the worker's pass
+    def batch_wait_s(self, now: float) -> float:
+        """How long to wait for batchmates before running (0: run now).
+
+        Batching waits while the batch is not full and the *oldest* queued request has waited
+        less than ``max_wait_ms`` (Triton's rule: the clock is the request's); never while
+        requests are running (newcomers join them at the next step), and never when arrivals
+        are sparse (an idle engine waiting for company adds the window to every request).
+        """
+        cfg = self.config
+        if not cfg.batching or cfg.max_wait_ms <= 0 or not self.inbox or self.active:
+            return 0.0
+        if len(self.inbox) >= cfg.max_batch or self._ema_gap_s >= 2 * cfg.max_wait_ms / 1000:
+            return 0.0
+        return max(0.0, self.inbox[0].enqueued + cfg.max_wait_ms / 1000 - now)
+
+    def expire(self, now: float) -> list[tuple[T, EngineError]]:
+        """Remove requests that were cancelled or are past their deadline; the caller finishes them."""
+        gone: list[tuple[T, EngineError]] = []
+        keep: list[T] = []
+        for req in self.active:
+            if req.cancelled:
+                gone.append((req, EngineStopped("client went away")))
+            elif now > req.deadline:
+                gone.append((req, DeadlineExceeded("deadline passed")))
+            else:
+                keep.append(req)
+        self.active = keep
+        if any(req.cancelled or now > req.deadline for req in self.inbox):
+            waiting: deque[T] = deque()
+            for req in self.inbox:
+                if req.cancelled:
+                    gone.append((req, EngineStopped("client went away")))
+                elif now > req.deadline:
+                    gone.append((req, DeadlineExceeded("deadline passed in queue")))
+                else:
+                    waiting.append(req)
+            self.inbox = waiting
+        return gone
+
+    def start(self, now: float) -> list[T]:
+        """Move queued requests into the running set, oldest first, up to the batch limit."""
+        started: list[T] = []
+        while self.inbox and len(self.active) + len(started) < self.limit:
+            req = self.inbox.popleft()
+            req.started = now
+            started.append(req)
+        self.active.extend(started)
+        return started
+
+    def drain_inbox(self) -> list[T]:
+        """Everything still queued (shutting down: the caller rejects it)."""
+        waiting, self.inbox = list(self.inbox), deque()
+        return waiting
+
+    def choose(self) -> list[T]:
+        """The running requests whose pending calls share this iteration (batch and row limits)."""
+        self.active = [r for r in self.active if r.call is not None]
+        chosen: list[T] = []
+        rows = 0
+        for req in self.active[: self.limit]:
+            assert req.call is not None
+            if chosen and rows + req.call.rows > self.config.max_batch_rows:
+                break
+            chosen.append(req)
+            rows += req.call.rows
+        return chosen
+
+    def record(self, seconds: float, answered: int) -> None:
+        """One iteration's model-call time and the requests it answered (the cost estimate)."""
+        self.iterations += 1
+        self.cost.record(seconds, answered)
+        self.active = [r for r in self.active if r.call is not None]
+
+    def retire(self) -> None:
+        """A request left (answered, failed or dropped): its admission slot is free."""
+        self.admitted -= 1
+
+
+def steps_then_reads(requests: list[T]) -> list[list[T]]:
+    """Split one iteration's requests into two model calls: one-token steps first, then context reads.
+
+    Why not one call: merged, a request's beam step waits for a newcomer's whole context read,
+    and rows of unequal length take the packed variable-length path, slower on a CPU than
+    either call alone (bench/results/ab_steps_then_reads.json). Apart, steps still batch with
+    steps and reads with reads, and the requests nearest their answer go first.
+    """
+    steps: list[T] = []
+    reads: list[T] = []
+    for req in requests:
+        assert req.call is not None
+        (steps if req.call.num_tokens == req.call.rows else reads).append(req)
+    return [group for group in (steps, reads) if group]
