@@ -44,7 +44,7 @@ KNOWN_LICENCES = {
 DEFAULT_LICENCE = "unspecified: the user's own text"
 
 # The recipe chosen on the e-mail dev split (docs/models.md, "Adapting to e-mail").
-DEFAULT_LR = 2e-3
+DEFAULT_LR = 4e-3
 DEFAULT_WARMUP_STEPS = 100
 DEFAULT_MIN_LR_RATIO = 0.05
 

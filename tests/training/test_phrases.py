@@ -1,0 +1,96 @@
+"""Ghost-text measurement: acceptance, calibration error on hand-made examples, Platt fitting."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from model.decoder import PhraseCalibration, PhraseCandidate, choose_phrase
+from training.phrases import (
+    Observed,
+    boundaries,
+    expected_calibration_error,
+    fit_platt,
+    operating_point,
+    reliability,
+)
+
+
+def test_ece_of_a_hand_made_example():
+    # Bin [0.2, 0.3): confidences 0.25 x4, accepted 1 of 4 -> |0.25 - 0.25| = 0
+    # Bin [0.9, 1.0]: confidences 0.9 x2 and 1.0 x2 (mean 0.95), accepted 2 of 4 -> |0.95 - 0.5| = 0.45
+    conf = [0.25] * 4 + [0.9, 0.9, 1.0, 1.0]
+    hits = [True, False, False, False, True, False, True, False]
+    assert expected_calibration_error(conf, hits) == pytest.approx(4 / 8 * 0 + 4 / 8 * 0.45)
+    assert expected_calibration_error([0.7] * 10, [True] * 7 + [False] * 3) == pytest.approx(0.0)
+    assert expected_calibration_error([], []) == 0.0
+    rows = reliability(conf, hits)
+    assert [(r["count"], round(r["accepted"], 2)) for r in rows] == [(4, 0.25), (4, 0.5)]
+
+
+def test_boundaries_are_word_starts_after_a_space():
+    doc = "Thanks, Ann. I will send (the) report."
+    assert [ctx for ctx, _ in boundaries(doc)] == ["", "Thanks, ", "Thanks, Ann. ", "Thanks, Ann. I ",
+                                                   "Thanks, Ann. I will ", "Thanks, Ann. I will send (the) "]
+    assert dict(boundaries(doc))["Thanks, Ann. I will "] == "send (the) report."
+
+
+def test_acceptance_is_exact_and_ends_at_a_word_boundary():
+    from training.phrases import is_accepted
+
+    assert is_accepted(" send you the report", "send you the report by Friday.")
+    assert is_accepted("report.", "report. Thanks")
+    assert not is_accepted("report", "reports are due")  # the writer typed a longer word
+    assert not is_accepted("send the", "send you the report")
+    assert not is_accepted("", "anything")
+
+
+def _observed(p_true: float, logp: float, n: int, words: int = 1) -> list[Observed]:
+    hits = round(n * p_true)
+    return [Observed(words, logp, False, i < hits) for i in range(n)]
+
+
+def test_platt_scaling_recovers_an_overconfident_model():
+    # The model says 0.8 but the writer accepts 40%; it says 0.2 and the writer accepts 5%.
+    obs = _observed(0.4, math.log(0.8), 500) + _observed(0.05, math.log(0.2), 500)
+    cal = fit_platt(obs)
+    assert cal.confidence(math.log(0.8), 1) == pytest.approx(0.4, abs=0.02)
+    assert cal.confidence(math.log(0.2), 1) == pytest.approx(0.05, abs=0.02)
+    assert PhraseCalibration().confidence(math.log(0.8), 1) == pytest.approx(0.8)  # the identity
+
+
+def test_min_logp_never_prunes_a_phrase_that_would_be_shown():
+    for cal in (PhraseCalibration(slope=1.3, per_word=0.4, bias=-0.2), PhraseCalibration(0.8, -0.5, 0.3)):
+        floor = cal.min_logp(0.5, 5)
+        # Below the floor no phrase of 1-5 words reaches 0.5; just above it the best one does.
+        assert all(cal.confidence(floor - 1e-3, words) < 0.5 for words in range(1, 6))
+        assert max(cal.confidence(floor + 1e-3, words) for words in range(1, 6)) >= 0.5
+    assert PhraseCalibration().min_logp(0.0, 5) == float("-inf")
+
+
+def test_the_longest_confident_phrase_is_shown():
+    cal = PhraseCalibration()
+    short = PhraseCandidate(" let", math.log(0.9), 1)
+    mid = PhraseCandidate(" let me know", math.log(0.6), 3)
+    long_ = PhraseCandidate(" let me know if you", math.log(0.2), 5)
+    chosen, conf = choose_phrase([short, mid, long_], cal, 0.5)
+    assert chosen == mid and conf == pytest.approx(0.6)
+    chosen, conf = choose_phrase([short, mid, long_], cal, 0.95)  # none is confident: the likeliest, to hide
+    assert chosen == short and conf < 0.95
+    assert choose_phrase([], cal, 0.5) is None
+
+
+def test_operating_point_counts_coverage_and_exact_match():
+    cal = PhraseCalibration()
+    found = [
+        [Observed(1, math.log(0.9), False, True), Observed(2, math.log(0.6), False, False)],  # shows the 2-word one
+        [Observed(1, math.log(0.3), False, True)],  # below 0.5: nothing shown
+        [Observed(1, math.log(0.7), True, True)],
+        [],
+    ]
+    point = operating_point(found, cal, 0.5)
+    assert point["boundaries"] == 4 and point["shown"] == 2
+    assert point["coverage"] == 0.5 and point["exact_match"] == 0.5 and point["mean_words"] == 1.5
+    assert point["exact_match_at_words"] == {"1": {"shown": 1, "exact_match": 1.0},
+                                             "2": {"shown": 1, "exact_match": 0.0}}
