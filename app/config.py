@@ -59,6 +59,9 @@ class Settings(BaseSettings):
 
     # HTTP
     max_text_chars: int = Field(4000, ge=1)
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="request bodies over this are refused (413) before they are parsed"
+    )
     cors_origins: list[str] = Field(default_factory=list)
     stats_window_s: float = Field(60.0, gt=0)
     host: str = "127.0.0.1"

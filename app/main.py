@@ -18,11 +18,13 @@ from pathlib import Path
 
 import torch
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from app.config import Settings
 from app.engine import EngineConfig, InferenceEngine
+from app.limits import BodySizeLimit
 from app.routers import complete, demo, health, models, observability
 from app.scheduler import SchedulerConfig
 from app.state import ServerState
@@ -73,6 +75,7 @@ async def load_models(state: ServerState, loader: Loader) -> None:
     settings = state.settings
     torch.set_num_threads(settings.threads)
     cfg = engine_config(settings)
+    name = ""
     try:
         for name, path in settings.model_paths().items():
             lm = await asyncio.to_thread(loader, Path(path), name)
@@ -82,6 +85,7 @@ async def load_models(state: ServerState, loader: Loader) -> None:
             engine.start()
             state.engines[name], state.observers[name] = engine, observer
             log.info("loaded %s from %s (%s parameters, %s)", name, path, lm.card.get("parameters"), lm.precision)
+        name = ""
         if not state.engines:
             raise RuntimeError("no models configured (NEXTWORD_MODELS is empty)")
         # Everything loaded so far lives as long as the server: keep the cyclic GC from
@@ -89,7 +93,9 @@ async def load_models(state: ServerState, loader: Loader) -> None:
         gc.freeze()
         state.ready = True
     except Exception as exc:
-        state.load_error = str(exc)
+        # The probe names the backend and the kind of failure; paths and details stay in the log.
+        what = f"backend {name!r} could not be loaded" if name else "no models configured"
+        state.load_error = f"{what} ({type(exc).__name__}; see the server log)"
         log.exception("model loading failed")
 
 
@@ -116,11 +122,18 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
         lifespan=lifespan,
     )
     app.state.server = ServerState(settings=settings)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["*"])
     for router in (complete.router, models.router, health.router, observability.router, demo.router):
         app.include_router(router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes each bad input back whole: a 100,000-character field would come back too.
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug
