@@ -1,20 +1,68 @@
-"""``python -m app``: serve the configured models (settings come from NEXTWORD_* only)."""
+"""``python -m app``: serve the configured models (settings come from NEXTWORD_* only).
+
+SIGTERM drains the way a balancer needs: ``/readyz`` turns 503 "draining" at once while
+requests are still answered for ``NEXTWORD_DRAIN_GRACE_S`` (time for the balancer to stop
+sending); then uvicorn stops accepting, finishes in-flight requests within
+``NEXTWORD_GRACEFUL_TIMEOUT_S``, the engines answer or refuse (503) what is still queued, and
+the process exits 0. A second signal, or SIGINT, skips the grace.
+"""
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
+from app.state import ServerState
+
+log = logging.getLogger("app")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with SIGTERM starting a drain (readiness off, grace, then a graceful stop)."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState, grace_s: float) -> None:
+        super().__init__(config)
+        self.state = state
+        self.grace_s = grace_s
+        self._drain_started = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not recorded in _captured_signals: uvicorn would re-raise it after the shutdown and the
+        # process would exit 143 instead of 0 after a clean drain.
+        if sig == signal.SIGTERM and not self._drain_started and self.grace_s > 0:
+            self._drain_started = True
+            self.state.draining = True
+            log.info("SIGTERM: draining (readiness 503), still answering for %.1f s", self.grace_s)
+            timer = threading.Timer(self.grace_s, self._stop)
+            timer.daemon = True
+            timer.start()
+            return
+        self.state.draining = True
+        self._stop()
+
+    def _stop(self) -> None:
+        log.info("stopping: no new connections; finishing in-flight requests")
+        self.should_exit = True
+
+
+def build_server(settings: Settings, app: FastAPI | None = None) -> DrainingServer:
+    app = app or create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            access_log=False, timeout_graceful_shutdown=int(settings.graceful_timeout_s))
+    return DrainingServer(config, app.state.server, settings.drain_grace_s)
 
 
 def main() -> None:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False)
+    build_server(settings).run()
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
+    drain_grace_s: float = Field(
+        5.0, ge=0, description="after SIGTERM, keep answering this long with readiness 503 (a balancer stops sending)"
+    )
+    graceful_timeout_s: float = Field(
+        10.0, ge=1, description="then wait at most this long for in-flight requests before exiting"
+    )
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:

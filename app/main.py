@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
         try:
             yield
         finally:
-            state.draining = True
+            state.draining = state.stopped = True
             loading.cancel()
             for engine in state.engines.values():
                 await asyncio.to_thread(engine.stop)

@@ -16,7 +16,8 @@ class ServerState:
     engines: dict[str, InferenceEngine] = field(default_factory=dict)
     observers: dict[str, EngineMetrics] = field(default_factory=dict)
     ready: bool = False
-    draining: bool = False
+    draining: bool = False  # readiness only: requests are still answered
+    stopped: bool = False  # the engines are stopping: requests are refused (503)
     load_error: str | None = None
     # Resolved once from the settings: the routes check every request against them.
     model_names: tuple[str, ...] = ()

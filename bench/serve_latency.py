@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     url = args.url
     if url is None:
         port = _free_port()
-        env = {**os.environ, "NEXTWORD_PORT": str(port), "NEXTWORD_LOG_LEVEL": "warning"}
+        env = {**os.environ, "NEXTWORD_PORT": str(port), "NEXTWORD_LOG_LEVEL": "warning",
+               "NEXTWORD_DRAIN_GRACE_S": "0"}
         proc = subprocess.Popen([sys.executable, "-m", "app"], env=env)
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 180

@@ -502,6 +502,7 @@ def nextword_env(target: Target, port: int, threads: int, extra: Mapping[str, st
         "NEXTWORD_DEFAULT_MODEL": target.backend,
         "NEXTWORD_MODELS": f"{target.backend}=model/artifacts/{target.backend}.pt",  # cwd is the repo
         "NEXTWORD_LOG_LEVEL": "warning",
+        "NEXTWORD_DRAIN_GRACE_S": "0",  # no balancer to wait for: stop at once on SIGTERM
     }
     if not target.cache:
         ours["NEXTWORD_CACHE_BYTES"] = "0"

@@ -51,8 +51,8 @@ async def complete(body: CompleteRequest, request: Request, state: ServerState =
         available = ", ".join(state.model_names) or "none"
         shown = name if len(name) <= 64 else name[:64] + "..."
         raise HTTPException(404, f"unknown model {shown!r}; available: {available}")
-    if not state.ready or state.draining:
-        why = "draining" if state.draining else "models are loading"
+    if not state.ready or state.stopped:
+        why = "shutting down" if state.stopped else "models are loading"
         raise HTTPException(503, f"not ready: {why}", headers={"Retry-After": "1"})
     engine = state.engines[name]
     try:
