@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make serve   -- create .venv, install, serve the bundled GRU and LSTM models on :8000
+#   make serve   -- create .venv, install, serve the four bundled models on :8000
 #   make test    -- create .venv, install with test extras, run the whole test suite
 # torch is pinned (torch==2.13.0). Where PyPI's default torch wheel would be a CUDA build,
 # pass the CPU index:  make serve TORCH_INDEX=https://download.pytorch.org/whl/cpu

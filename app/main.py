@@ -35,7 +35,7 @@ from model.suggest import DecodeOptions, suggest
 log = logging.getLogger("app")
 
 Loader = Callable[[Path, str], LanguageModel]
-WARMUP_TEXTS = ("", "The movie was ", "I really liked the mo", "One of the best films I have seen in years, and")
+WARMUP_TEXTS = ("", "Thanks for the update. I will send you the rep", "The movie was ", "One of the best films I have seen in years, and")
 
 
 def engine_config(settings: Settings) -> EngineConfig:

@@ -59,9 +59,10 @@ class Metrics:
 class LatencyWindow:
     """Raw samples of the last ``window_s`` seconds; exact percentiles on demand."""
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, max_samples: int = 100_000) -> None:
         self.window_s = window_s
-        self._samples: deque[tuple[float, float]] = deque()
+        # Bounded in entries too (~10 MB): at any rate the window's memory stays put.
+        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
         self._lock = threading.Lock()
 
     def add(self, value_ms: float, now: float | None = None) -> None:

@@ -82,6 +82,36 @@ def plot(curves: dict[str, list[dict]], path: Path, reference_top1: float | None
     fig.savefig(path, dpi=90)
 
 
+def log_curves(logs: list[Path]) -> dict[str, list[dict]]:
+    """Validation points of training logs (``RUN/log.jsonl``), one curve per run folder."""
+    curves = {}
+    for log_path in logs:
+        records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        curves[log_path.parent.name] = [
+            {"minutes": round(r["wall_seconds"] / 60, 2), "step": r["step"], "val_loss": r["val_loss"],
+             "val_word_ppl": r["val_word_ppl"]}
+            for r in records]
+    return curves
+
+
+def plot_logs(curves: dict[str, list[dict]], path: Path, title: str, x: str = "minutes") -> None:
+    """Validation word perplexity against minutes (or steps) of training, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, points in curves.items():
+        ax.plot([p[x] for p in points], [p["val_word_ppl"] for p in points], marker="o", markersize=3, label=name)
+    xlabel = "minutes of training (this CPU)" if x == "minutes" else "optimiser steps (32 x 64 tokens)"
+    ax.set(xlabel=xlabel, ylabel="validation word perplexity", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -89,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--runs", nargs="+", help="run folders: score all their snapshots")
     source.add_argument("--snapshots", nargs="+", help="score these snapshot files (with --points-dir)")
     source.add_argument("--points", nargs="+", help="already scored point JSONs: only draw the curve")
+    source.add_argument("--logs", nargs="+", help="training logs (RUN/log.jsonl): validation perplexity vs minutes")
+    parser.add_argument("--title", default="validation perplexity while training")
+    parser.add_argument("--x", choices=("minutes", "step"), default="minutes", help="--logs: the x axis")
     parser.add_argument("--tokenizer")
     parser.add_argument("--corpus")
     parser.add_argument("--split", default="test")
@@ -103,6 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     meta: dict = {}
+    if args.logs:
+        if not args.out:
+            parser.error("--out is required")
+        curves = log_curves([Path(p) for p in args.logs])
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(curves, indent=2))
+        plot_logs(curves, out.with_suffix(".png"), args.title, args.x)
+        return
     if args.points:
         points = [json.loads(Path(p).read_text()) for p in args.points]
         curves = group_points(points)
