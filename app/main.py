@@ -35,7 +35,8 @@ from model.suggest import DecodeOptions, suggest
 log = logging.getLogger("app")
 
 Loader = Callable[[Path, str], LanguageModel]
-WARMUP_TEXTS = ("", "Thanks for the update. I will send you the rep", "The movie was ", "One of the best films I have seen in years, and")
+WARMUP_TEXTS = ("", "Thanks for the update. I will send you the rep", "The movie was ",
+                "One of the best films I have seen in years, and")
 
 
 def engine_config(settings: Settings) -> EngineConfig:
