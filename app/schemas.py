@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, field_validator
 
 MODEL_NAME_MAX = 64
 
 
-class CompleteRequest(BaseModel):
-    # strict: "k": "3" is a 422, not silently coerced (a client sending strings has a bug to see)
-    model_config = ConfigDict(extra="forbid", strict=True)
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema has it: 3 and 3.0, not "3" (a client sending strings has a bug to see) nor true."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number, not a string or boolean")
+    return value
 
-    text: str = Field(..., description="Everything typed so far; may end inside a word")
-    model: str | None = Field(
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr = Field(..., description="Everything typed so far; may end inside a word")
+    model: StrictStr | None = Field(
         None, max_length=MODEL_NAME_MAX, description="a served model's name (GET /v1/models); default from settings"
     )
-    k: int = Field(3, ge=1, le=10, description="How many next-word suggestions")
-    max_words: int = Field(0, ge=0, le=8, description="Phrase completion length; 0 = next word only")
+    k: JsonInt = Field(3, ge=1, le=10, description="How many next-word suggestions")
+    max_words: JsonInt = Field(0, ge=0, le=8, description="Phrase completion length; 0 = next word only")
 
 
     @field_validator("text", "model")

@@ -561,9 +561,12 @@ async def test_invalid_utf8_is_a_4xx(client):
     assert 400 <= r.status_code < 500
 
 
-@pytest.mark.parametrize("payload", [{"text": "a", "k": "3"}, {"text": "a", "max_words": 2.0}, {"text": 5}])
-async def test_types_are_strict(client, payload):
+@pytest.mark.parametrize("payload", [{"text": "a", "k": "3"}, {"text": "a", "k": True}, {"text": "a", "max_words": 2.5},
+                                     {"text": 5}, {"text": "a", "model": 3}])
+async def test_numbers_are_numbers_and_strings_strings(client, payload):
+    """Strict where JSON is: "3" is not a number (a client bug to surface), but 2.0 is an integer."""
     check_error(await client.post("/v1/complete", json=payload), 422)
+    assert (await client.post("/v1/complete", json={"text": "a ", "k": 2.0})).status_code == 200
 
 
 async def test_a_model_name_is_bounded(client):
