@@ -77,7 +77,7 @@ def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
         load_artifact(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    with pytest.raises(ArtifactError, match="not a TorchScript"):
+    with pytest.raises(ArtifactError, match="not a readable TorchScript"):
         load_artifact(junk)
     plain = tmp_path / "plain.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(plain))
@@ -91,3 +91,97 @@ def _tiny_tokenizer(tmp_path: Path) -> bytes:
     docs = ["the movie was good in 2024", "The film was bad in 1999", "a great story of 1920"] * 50
     train_tokenizer(docs, 300, tmp_path / "sp.model")
     return (tmp_path / "sp.model").read_bytes()
+
+
+# --------------------------------------------------------------------------- copies of the real artifacts
+
+BUNDLED = Path(__file__).resolve().parents[2] / "model" / "artifacts"
+
+
+def _rewrite_member(src: Path, dst: Path, suffix: str, change) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            zout.writestr(item, change(data) if item.filename.endswith(suffix) else data)
+
+
+def _one_line_refusal(path: Path, name: str | None = None) -> str:
+    with pytest.raises(ArtifactError) as exc:
+        load_artifact(path, name)
+    reason = str(exc.value)
+    assert "\n" not in reason and len(reason) < 300, reason
+    return reason
+
+
+@pytest.fixture(scope="module")
+def real_gru() -> Path:
+    path = BUNDLED / "gru.pt"
+    if not path.is_file():
+        pytest.skip("bundled artifact not present")
+    return path
+
+
+def test_a_truncated_artifact_is_refused(real_gru: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "gru.pt"
+    cut.write_bytes(real_gru.read_bytes()[: real_gru.stat().st_size // 2])
+    assert "not a readable" in _one_line_refusal(cut)
+
+
+def test_flipped_weight_bytes_are_refused(real_gru: Path, tmp_path: Path) -> None:
+    def flip(data: bytes) -> bytes:
+        middle = len(data) // 2
+        return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+
+    with zipfile.ZipFile(real_gru) as z:
+        biggest = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size).filename
+    bad = tmp_path / "gru.pt"
+    _rewrite_member(real_gru, bad, biggest, flip)
+    reason = _one_line_refusal(bad)
+    assert "checksum" in reason or "not a readable" in reason
+
+
+def test_a_malformed_or_edited_card_is_refused(real_gru: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    _rewrite_member(real_gru, broken, "card.json", lambda data: data[: len(data) // 2])
+    assert "card" in _one_line_refusal(broken)
+    edited = tmp_path / "edited.pt"
+    _rewrite_member(real_gru, edited, "card.json",
+                    lambda data: json.dumps({**json.loads(data), "format_version": 2, "parameters": 1}).encode())
+    assert "checksum" in _one_line_refusal(edited)
+
+
+def test_a_gru_served_under_the_lstm_name_is_refused(real_gru: Path, tmp_path: Path) -> None:
+    swapped = tmp_path / "lstm.pt"
+    swapped.write_bytes(real_gru.read_bytes())
+    assert "it is a gru model" in _one_line_refusal(swapped, "lstm")
+    assert "it is a gru model" in _one_line_refusal(swapped, "lstm-email")
+    assert load_artifact(swapped, "my-model").card["config"]["cell"] == "gru"  # other names say nothing
+
+
+def test_weights_that_are_not_what_the_card_says_are_refused(tmp_path: Path) -> None:
+    sp_bytes = _tiny_tokenizer(tmp_path)
+    vocab = spm.SentencePieceProcessor(model_proto=sp_bytes).get_piece_size()
+    gru = ModelConfig(cell="gru", vocab_size=vocab, emb_dim=8, hidden_dim=8)
+    path = tmp_path / "m.pt"
+    write_artifact(RNNLanguageModel(gru), gru, sp_bytes, path)
+    from model.artifact import sealed
+
+    lying = tmp_path / "lying.pt"
+    module = torch.jit.load(str(path))
+
+    def lstm_card(data: bytes) -> bytes:
+        card = json.loads(data)
+        card["config"]["cell"] = "lstm"
+        return json.dumps(sealed(card, sp_bytes, module.state_dict())).encode()
+
+    _rewrite_member(path, lying, "card.json", lstm_card)
+    assert "card says lstm" in _one_line_refusal(lying)
+
+
+def test_the_checksum_covers_the_card(gru_lm) -> None:
+    from model.artifact import checksum
+
+    weights = gru_lm.module.state_dict()
+    card = {"format_version": 2, "config": {"cell": "gru"}, "note": "a"}
+    assert checksum(b"tok", weights, card) != checksum(b"tok", weights, {**card, "note": "b"})
+    assert checksum(b"tok", weights, card) == checksum(b"tok", weights, {**card, "checksum": "x"})
