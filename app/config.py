@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, description="request bodies over this are refused (413) before they are parsed"
     )
     cors_origins: list[str] = Field(default_factory=list)
+    api_keys: list[str] = Field(
+        default_factory=list, description="when set, /v1/complete needs 'Authorization: Bearer <one of them>' (401)"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="serve /metrics on this port only (for operators), not on the API port"
+    )
     stats_window_s: float = Field(60.0, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

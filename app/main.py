@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -100,6 +101,30 @@ async def load_models(state: ServerState, loader: Loader) -> None:
         log.exception("model loading failed")
 
 
+class _MetricsExporter:
+    """prometheus-client's own HTTP server on a separate port, plus a gauge refresher."""
+
+    def __init__(self, state: ServerState, port: int) -> None:
+        from prometheus_client import start_http_server
+
+        self.server, self.thread = start_http_server(port, addr=state.settings.host, registry=state.metrics.registry)
+        self.stop = threading.Event()
+        self.refresher = threading.Thread(target=self._refresh, args=(state,), name="metrics-gauges", daemon=True)
+        self.refresher.start()
+
+    def _refresh(self, state: ServerState) -> None:
+        while not self.stop.wait(1.0):
+            observability.refresh_gauges(state)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+
+
+def start_metrics_port(state: ServerState, port: int) -> _MetricsExporter:
+    return _MetricsExporter(state, port)
+
+
 def create_app(settings: Settings | None = None, loader: Loader | None = None) -> FastAPI:
     settings = settings or Settings()
     loader = loader or (lambda path, name: load_artifact(path, name, settings.precision))
@@ -108,11 +133,17 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state: ServerState = app.state.server
         loading = asyncio.create_task(load_models(state, loader))
+        exporter = None
+        if settings.metrics_port is not None:
+            # Operators scrape a port of their own; the gauges are refreshed each second for it.
+            exporter = start_metrics_port(state, settings.metrics_port)
         try:
             yield
         finally:
             state.draining = state.stopped = True
             loading.cancel()
+            if exporter is not None:
+                exporter.shutdown()
             for engine in state.engines.values():
                 await asyncio.to_thread(engine.stop)
 
@@ -129,6 +160,8 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
                            allow_headers=["*"])
     for router in (complete.router, models.router, health.router, observability.router, demo.router):
         app.include_router(router)
+    if settings.metrics_port is None:
+        app.include_router(observability.metrics_router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

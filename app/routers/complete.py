@@ -7,15 +7,16 @@ import asyncio
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import get_state
+from app.deps import get_state, require_api_key
 from app.engine import DeadlineExceeded, EngineDead, EngineResult, EngineStopped, ModelFault, Overloaded
 from app.schemas import CompleteRequest, CompleteResponse, ErrorResponse
 from app.state import ServerState
 
-router = APIRouter(prefix="/v1", tags=["complete"])
+router = APIRouter(prefix="/v1", tags=["complete"], dependencies=[Depends(require_api_key)])
 BACKSTOP_MARGIN_S = 1.0
 
 ERRORS = {
+    401: {"model": ErrorResponse, "description": "An API key is required (NEXTWORD_API_KEYS is set)"},
     404: {"model": ErrorResponse, "description": "Unknown or not loaded model"},
     413: {"model": ErrorResponse, "description": "Text longer than the configured limit"},
     500: {"model": ErrorResponse, "description": "The model failed on this request (an error id to quote)"},

@@ -9,12 +9,17 @@ from app.deps import get_state
 from app.state import ServerState
 
 router = APIRouter(tags=["observability"])
+metrics_router = APIRouter(tags=["observability"])  # left out when /metrics has a port of its own
 
 
-@router.get("/metrics", include_in_schema=False)
-async def metrics(state: ServerState = Depends(get_state)) -> Response:
+def refresh_gauges(state: ServerState) -> None:
     for name, engine in state.engines.items():
         state.observers[name].refresh_gauges(engine)
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+async def metrics(state: ServerState = Depends(get_state)) -> Response:
+    refresh_gauges(state)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -13,6 +13,7 @@ import re
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.schemas import CompleteResponse
@@ -593,3 +594,35 @@ async def test_models_serve_a_public_card_without_commands_or_paths(client, tiny
     listed = (await client.get("/v1/models")).text
     assert "command" not in listed and str(tiny_models["gru"].parent) not in listed
     assert "data_dir" not in listed
+
+
+# --------------------------------------------------------------------------- operators
+
+
+async def test_api_keys_when_configured(start_app, make_settings):
+    async with start_app(make_settings(api_keys=["s3cret", "other"])) as c:
+        body = {"text": "I think the "}
+        r = await c.post("/v1/complete", json=body)
+        assert check_error(r, 401) and r.headers["www-authenticate"] == "Bearer"
+        check_error(await c.post("/v1/complete", json=body, headers={"Authorization": "Bearer wrong"}), 401)
+        ok = await c.post("/v1/complete", json=body, headers={"Authorization": "Bearer other"})
+        assert ok.status_code == 200, ok.text
+        assert (await c.get("/readyz")).status_code == 200  # probes need no key
+
+
+async def test_no_api_key_needed_by_default(client):
+    assert (await client.post("/v1/complete", json={"text": "I think the "})).status_code == 200
+
+
+async def test_metrics_on_a_port_of_their_own(start_app, make_settings):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with start_app(make_settings(metrics_port=port)) as c:
+        assert (await c.get("/metrics")).status_code == 404
+        await c.post("/v1/complete", json={"text": "I think the "})
+        async with httpx.AsyncClient() as operator:
+            text = (await operator.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert 'nextword_requests_total{backend="gru",status="ok"} 1.0' in text
