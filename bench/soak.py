@@ -1,0 +1,221 @@
+"""Soak: a long mixed load at a fixed rate, with the server's memory sampled every second.
+
+    python -m bench.soak --minutes 10 --rate 40 --corpus ../shared/data/aeslc-enron-email.jsonl.gz \
+        --out bench/results/soak.json
+
+Starts ``python -m app`` with the bundled models (all four, as served by default), pinned to
+``--server-cpus``, and sends an open-loop Poisson mix: cold prefixes, typing keystrokes,
+phrase requests (``max_words=5``) spread over every served model, and hostile requests (an
+oversized body, a lone surrogate, broken JSON, an unknown and an over-long model name, wrong
+types). Every second it reads the server's resident set size from ``/proc/<pid>/status``.
+
+Reports: RSS over time (PNG), its growth after the first minute, status counts by kind, and
+p50/p99 of the valid requests. Valid requests must get only 200 or 503 + Retry-After; hostile
+ones only 4xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.stats import percentiles
+from bench.sweep import ServerProcess, free_port, pinned
+from bench.workloads import load_documents, typing_start, word_lists, word_prefix
+
+log = logging.getLogger("bench.soak")
+
+HOSTILE: list[tuple[str, bytes]] = [
+    ("oversized", b'{"text": "' + b"a" * (1 << 20) + b'"}'),
+    ("surrogate", b'{"text": "hi \\ud800 there "}'),
+    ("broken_json", b'{"text": "unterminated'),
+    ("unknown_model", b'{"text": "Thanks ", "model": "transformer"}'),
+    ("long_model", json.dumps({"text": "a", "model": "m" * 5000}).encode()),
+    ("wrong_type", b'{"text": "a", "k": "3"}'),
+]
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def plan_request(rng: random.Random, docs: list[str], words: list[list[str]], models: list[str],
+                 typists: dict[int, tuple[str, int]]) -> tuple[str, bytes]:
+    """One request of the mix: (kind, JSON body)."""
+    roll = rng.random()
+    model = rng.choice(models)
+    if roll < 0.05:
+        return rng.choice(HOSTILE)
+    if roll < 0.40:
+        text = word_prefix(rng.choice(words), rng)
+        return "cold", json.dumps({"text": text, "model": model}).encode()
+    if roll < 0.55:
+        text = word_prefix(rng.choice(words), rng)
+        return "phrase", json.dumps({"text": text, "model": model, "max_words": 5}).encode()
+    typist = rng.randrange(20)
+    doc, pos = typists.get(typist) or (rng.choice(docs), 0)
+    if pos == 0 or pos >= len(doc):
+        doc = rng.choice(docs)
+        pos = typing_start(doc, rng)
+    typists[typist] = (doc, pos + 1)
+    return "typing", json.dumps({"text": doc[: pos + 1], "model": models[typist % len(models)]}).encode()
+
+
+async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[str], models: list[str],
+               seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    words = [w for w in word_lists(docs) if len(w) >= 7]
+    typists: dict[int, tuple[str, int]] = {}
+    statuses: dict[str, Counter[str]] = {}
+    latencies: list[float] = []
+    retry_after_missing = 0
+    rss: list[tuple[float, int]] = []
+    start = time.monotonic()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def send(client: httpx.AsyncClient, kind: str, body: bytes) -> None:
+        nonlocal retry_after_missing
+        t0 = time.monotonic()
+        try:
+            r = await client.post(url + "/v1/complete", content=body, headers={"content-type": "application/json"})
+            status = str(r.status_code)
+            if r.status_code == 503 and "retry-after" not in r.headers:
+                retry_after_missing += 1
+            if kind != "hostile" and r.status_code == 200:
+                latencies.append((time.monotonic() - t0) * 1000)
+        except httpx.HTTPError as exc:
+            status = f"error:{type(exc).__name__}"
+        statuses.setdefault(kind, Counter())[status] += 1
+
+    async def sample_memory() -> None:
+        while time.monotonic() - start < seconds:
+            value = rss_kib(pid)
+            if value is not None:
+                rss.append((round(time.monotonic() - start, 2), value))
+            await asyncio.sleep(1.0)
+
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits, trust_env=False) as client:
+        sampler = asyncio.create_task(sample_memory())
+        next_at = 0.0
+        while next_at < seconds:
+            delay = start + next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            kind, body = plan_request(rng, docs, words, models, typists)
+            label = "hostile" if kind in dict(HOSTILE) else kind
+            task = asyncio.create_task(send(client, label, body))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            next_at += rng.expovariate(rate)
+        await asyncio.gather(*pending)
+        await sampler
+    return {"statuses": {k: dict(v) for k, v in statuses.items()}, "latencies_ms": latencies, "rss": rss,
+            "retry_after_missing": retry_after_missing}
+
+
+def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any]:
+    rss = raw["rss"]
+    after_first_minute = [v for t, v in rss if t >= 60] or [v for _, v in rss]
+    baseline = after_first_minute[0] if after_first_minute else None
+    lat = sorted(raw["latencies_ms"])
+    valid = {k: v for k, v in raw["statuses"].items() if k != "hostile"}
+    valid_codes = Counter()
+    for counts in valid.values():
+        valid_codes.update(counts)
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "statuses": raw["statuses"],
+        "valid_statuses": dict(valid_codes),
+        "only_200_503_for_valid": set(valid_codes) <= {"200", "503"} and raw["retry_after_missing"] == 0,
+        "hostile_only_4xx": all(k.startswith("4") for k in raw["statuses"].get("hostile", {})),
+        "server_5xx": sum(n for counts in raw["statuses"].values() for k, n in counts.items() if k.startswith("5")
+                          and k != "503"),
+        "p50_ms": round(percentiles(lat, [50])[50], 2) if lat else None,
+        "p99_ms": round(percentiles(lat, [99])[99], 2) if lat else None,
+        "rss_mib_first": round(rss[0][1] / 1024, 1) if rss else None,
+        "rss_mib_at_60s": round(baseline / 1024, 1) if baseline else None,
+        "rss_mib_last": round(rss[-1][1] / 1024, 1) if rss else None,
+        "rss_mib_max_after_60s": round(max(after_first_minute) / 1024, 1) if after_first_minute else None,
+        "rss_growth_after_first_minute": round(max(after_first_minute) / baseline - 1, 4) if baseline else None,
+        "rss_samples": rss,
+    }
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s[0] / 60 for s in summary["rss_samples"]]
+    v = [s[1] / 1024 for s in summary["rss_samples"]]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(t, v)
+    ax.axvline(1.0, color="grey", linestyle=":", label="first minute")
+    ax.set(xlabel="minutes", ylabel="server RSS (MiB)", ylim=(0, max(v) * 1.1 if v else 1),
+           title=f"soak at {summary['rate']:g} req/s: RSS growth after 1 min "
+                 f"{100 * (summary['rss_growth_after_first_minute'] or 0):.1f}%")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--rate", type=float, required=True, help="requests per second (e.g. 70%% of saturation)")
+    p.add_argument("--corpus", default=None, help="held-out documents (its test split)")
+    p.add_argument("--max-docs", type=int, default=500)
+    p.add_argument("--server-cpus", default="0", help="taskset list for the server ('' to not pin)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="JSON result; the RSS plot goes next to it (.png)")
+    args = p.parse_args(argv)
+    docs = load_documents(args.corpus, args.max_docs)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}
+    env.update(NEXTWORD_PORT=str(port), NEXTWORD_THREADS=str(args.threads), NEXTWORD_LOG_LEVEL="warning",
+               NEXTWORD_DRAIN_GRACE_S="0")
+    argv_server = pinned([sys.executable, "-m", "app"], args.server_cpus or None)
+    out = Path(args.out)
+    with ServerProcess(argv_server, env, url, "/readyz", out.with_suffix(".server.log"), "nextword") as server:
+        assert server.proc is not None
+        models = [m["name"] for m in httpx.get(url + "/v1/models", timeout=10).json()["models"]]
+        log.info("soak: %s at %.1f req/s for %.1f min over %s", url, args.rate, args.minutes, models)
+        raw = asyncio.run(soak(url, server.proc.pid, args.rate, args.minutes * 60, docs, models, args.seed))
+    summary = {**summarize(raw, args.rate, args.minutes * 60), "models": models,
+               "command": "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    plot(summary, out.with_suffix(".png"))
+    log.info("%s", {k: v for k, v in summary.items() if k != "rss_samples"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

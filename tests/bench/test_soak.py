@@ -1,0 +1,36 @@
+"""The soak's pieces: the request mix and the summary arithmetic (the run itself is not in CI)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from bench.soak import HOSTILE, plan_request, summarize
+from bench.workloads import load_documents, word_lists
+
+
+def test_the_mix_has_every_kind_and_valid_bodies():
+    docs = load_documents(None)
+    words = [w for w in word_lists(docs) if len(w) >= 7]
+    rng = random.Random(0)
+    typists: dict = {}
+    kinds = [plan_request(rng, docs, words, ["gru", "lstm-email"], typists) for _ in range(2000)]
+    seen = {k for k, _ in kinds}
+    assert {"cold", "phrase", "typing"} <= seen and seen & {name for name, _ in HOSTILE}
+    for kind, body in kinds:
+        if kind in ("cold", "phrase", "typing"):
+            payload = json.loads(body)
+            assert payload["model"] in ("gru", "lstm-email") and payload["text"]
+
+
+def test_summary_reports_growth_after_the_first_minute_and_judges_statuses():
+    rss = [(t, 100_000 if t < 60 else 200_000 + t) for t in range(0, 600)]
+    raw = {"statuses": {"cold": {"200": 90, "503": 10}, "hostile": {"413": 3, "422": 5}}, "latencies_ms": [10.0] * 90,
+           "rss": rss, "retry_after_missing": 0}
+    s = summarize(raw, 40.0, 600)
+    assert s["rss_mib_at_60s"] == round(200_060 / 1024, 1)
+    assert s["rss_growth_after_first_minute"] == round(200_599 / 200_060 - 1, 4)
+    assert s["only_200_503_for_valid"] and s["hostile_only_4xx"] and s["server_5xx"] == 0
+    raw["statuses"]["typing"] = {"500": 1}
+    bad = summarize(raw, 40.0, 600)
+    assert not bad["only_200_503_for_valid"] and bad["server_5xx"] == 1
