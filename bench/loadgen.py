@@ -275,6 +275,16 @@ def _is_resource_error(exc: BaseException) -> bool:
     return False
 
 
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def session_headers(typist: int | None) -> dict[str, str]:
+    """The request headers: a typist's keystrokes carry its session key (``X-Session-Id``)."""
+    if typist is None:
+        return JSON_HEADERS
+    return {**JSON_HEADERS, "X-Session-Id": f"typist-{typist}"}
+
+
 async def _send_one(
     client: httpx.AsyncClient,
     slots: asyncio.Semaphore,
@@ -283,6 +293,7 @@ async def _send_one(
     t0: float,
     sample: Sample,
     timeout: float,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """Send one request and fill in ``sample`` (never raises: every outcome is counted)."""
     sample.waited_for_slot = slots.locked()
@@ -290,9 +301,7 @@ async def _send_one(
         sample.sent = time.perf_counter() - t0
         try:
             async with asyncio.timeout(timeout):
-                resp = await client.post(
-                    url, content=body, headers={"content-type": "application/json"}
-                )
+                resp = await client.post(url, content=body, headers=headers or JSON_HEADERS)
             sample.done = time.perf_counter() - t0
             sample.status = str(resp.status_code)
             sample.retry_after = resp.headers.get("retry-after")
@@ -326,6 +335,9 @@ async def _execute(
         log.warning("open-file limit %d caps in-flight requests at %d", fd_limit, limit)
     url = cfg.url.rstrip("/") + ENDPOINT
     bodies = [json.dumps(r.payload(cfg.model)).encode() for r in plan]
+    # A typist is one session (the server's prefix cache is private to it); a cold or phrase
+    # request is a new user's, with no session, as curl sends it.
+    headers = [session_headers(r.typist) for r in plan]
     samples = [Sample(intended=r.at, warmup=r.warmup) for r in plan]
     slots = asyncio.Semaphore(limit)
     limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
@@ -337,12 +349,12 @@ async def _execute(
         tasks: list[asyncio.Task[None]] = []
         cpu0, ru0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter() + START_DELAY_S
-        for req, body, sample in zip(plan, bodies, samples, strict=True):
+        for req, body, sample, hdrs in zip(plan, bodies, samples, headers, strict=True):
             delay = t0 + req.at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(
-                asyncio.create_task(_send_one(client, slots, url, body, t0, sample, cfg.timeout))
+                asyncio.create_task(_send_one(client, slots, url, body, t0, sample, cfg.timeout, hdrs))
             )
         dispatched = time.perf_counter() - t0
         cpu_dispatch = time.process_time() - cpu0

@@ -11,6 +11,10 @@ longest down, and a hit is confirmed by comparing the stored ids, so a hash coll
 never return a wrong state. (A Python loop over the ids cost ~0.5 us a token: 13% of the
 evaluator's time on whole-review contexts, and as much on every keystroke of a long text.)
 
+Entries are scoped: every method takes a ``scope`` (the server passes the client's session
+key), and a lookup only ever finds entries created in its own scope, so no client can hit,
+or time, a prefix that another session typed. The byte budget is one bound over all scopes.
+
 The decoder's beam expansions are prefixes too (the context plus a few pieces), so it
 memoises them here (:class:`StepMemo`): the next keystroke of the same word, or the next
 context once the word is typed, finds them instead of running the network again.
@@ -86,7 +90,7 @@ class PrefixStateCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, int], CacheEntry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, int], CacheEntry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -99,14 +103,14 @@ class PrefixStateCache:
     def nbytes(self) -> int:
         return self._bytes
 
-    def lookup(self, ids: list[int]) -> CacheEntry | None:
-        """The entry for the longest cached prefix of ``ids`` (possibly all of it)."""
+    def lookup(self, ids: list[int], scope: str = "") -> CacheEntry | None:
+        """The entry for the longest cached prefix of ``ids`` (possibly all of it) in ``scope``."""
         if self.max_bytes <= 0 or not ids:
             return None
         hashes = _prefix_hashes(ids)
         with self._lock:
             for n in range(len(ids), 0, -1):
-                key = (n, hashes[n - 1])
+                key = (scope, n, hashes[n - 1])
                 entry = self._entries.get(key)
                 if entry is not None and list(entry.ids) == ids[:n]:
                     self._entries.move_to_end(key)
@@ -115,7 +119,7 @@ class PrefixStateCache:
             self.misses += 1
             return None
 
-    def get(self, ids: tuple[int, ...], ids_hash: int) -> CacheEntry | None:
+    def get(self, ids: tuple[int, ...], ids_hash: int, scope: str = "") -> CacheEntry | None:
         """The entry for exactly ``ids`` (whose rolling hash is ``ids_hash``), or None.
 
         O(1) plus one tuple comparison: for callers that extend a known prefix's hash
@@ -123,7 +127,7 @@ class PrefixStateCache:
         """
         if self.max_bytes <= 0:
             return None
-        key = (len(ids), ids_hash)
+        key = (scope, len(ids), ids_hash)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry.ids != ids:
@@ -132,13 +136,13 @@ class PrefixStateCache:
             return entry
 
     def insert(self, ids: list[int] | tuple[int, ...], state: Tensor, logp: Tensor,
-               ids_hash: int | None = None) -> None:
+               ids_hash: int | None = None, scope: str = "") -> None:
         if self.max_bytes <= 0 or not ids:
             return
         entry = CacheEntry(tuple(ids), state.detach().clone(), logp.detach().clone())
         if entry.nbytes > self.max_bytes:
             return
-        key = (len(ids), ids_hash if ids_hash is not None else _prefix_hashes(ids)[-1])
+        key = (scope, len(ids), ids_hash if ids_hash is not None else _prefix_hashes(ids)[-1])
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
@@ -163,9 +167,10 @@ class StepMemo:
     one comparison, whatever the context's length.
     """
 
-    def __init__(self, cache: PrefixStateCache, context: list[int]) -> None:
+    def __init__(self, cache: PrefixStateCache, context: list[int], scope: str = "") -> None:
         self.cache = cache
         self.context = tuple(context)
+        self.scope = scope
         self._hashes: dict[tuple[int, ...], int] = {(): _prefix_hashes(context)[-1] if context else 0}
 
     def _hash(self, pieces: tuple[int, ...]) -> int:
@@ -176,7 +181,7 @@ class StepMemo:
         return h
 
     def get(self, pieces: tuple[int, ...]) -> CacheEntry | None:
-        return self.cache.get(self.context + pieces, self._hash(pieces))
+        return self.cache.get(self.context + pieces, self._hash(pieces), self.scope)
 
     def put(self, pieces: tuple[int, ...], state: Tensor, logp: Tensor) -> None:
-        self.cache.insert(self.context + pieces, state, logp, self._hash(pieces))
+        self.cache.insert(self.context + pieces, state, logp, self._hash(pieces), self.scope)

@@ -55,10 +55,10 @@ def prompt_parts(lm: LanguageModel, text: str) -> tuple[list[int], str, bool, st
 
 
 def context_state(
-    lm: LanguageModel, ids: list[int], cache: PrefixStateCache | None, chunk: int = 256
+    lm: LanguageModel, ids: list[int], cache: PrefixStateCache | None, chunk: int = 256, scope: str = ""
 ) -> Decoding[tuple[Tensor, Tensor, int, bool]]:
     """(log-probs [1,V], state [1,L,W], tokens prefilled, cache hit) after ``ids``."""
-    entry = cache.lookup(ids) if cache is not None else None
+    entry = cache.lookup(ids, scope) if cache is not None else None
     if entry is not None and len(entry.ids) == len(ids):
         return entry.logp, entry.state, 0, True
     start = len(entry.ids) if entry is not None else 0
@@ -67,7 +67,7 @@ def context_state(
     for pos in range(start, len(ids), chunk):
         logp, state = yield ModelCall([ids[pos : pos + chunk]], state)
     if cache is not None:
-        cache.insert(ids, state, logp)
+        cache.insert(ids, state, logp, scope=scope)
     return logp, state, len(ids) - start, entry is not None
 
 
@@ -89,11 +89,12 @@ def suggest(
     max_words: int = 0,
     cache: PrefixStateCache | None = None,
     options: DecodeOptions = DecodeOptions(),
+    scope: str = "",
 ) -> Decoding[SuggestResult]:
-    """Suggestions for ``text`` (see the module docstring)."""
+    """Suggestions for ``text`` (see the module docstring); ``scope`` confines its cache use."""
     ids, fragment, require_space, _ = prompt_parts(lm, text)
-    logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk)
-    memo = StepMemo(cache, ids) if cache is not None else None
+    logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk, scope)
+    memo = StepMemo(cache, ids, scope) if cache is not None else None
     found = yield from next_words(
         lm.tokenizer, logp, state, fragment, require_space, k=k, beam=max(options.beam, k), memo=memo
     )

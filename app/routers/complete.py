@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from app.deps import get_state, require_api_key
@@ -42,8 +42,20 @@ async def _await_unless_disconnected(request: Request, future: asyncio.Future[En
     return None
 
 
+SESSION_HEADER = "X-Session-Id"
+
+
 @router.post("/complete", response_model=CompleteResponse, responses=ERRORS)
-async def complete(body: CompleteRequest, request: Request, state: ServerState = Depends(get_state)):
+async def complete(
+    body: CompleteRequest,
+    request: Request,
+    state: ServerState = Depends(get_state),
+    session: str | None = Header(
+        None, alias=SESSION_HEADER, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
+        description="the client's session (one per editor tab); the prefix cache is private to it, and a request"
+        " without one uses no cache",
+    ),
+):
     settings = state.settings
     if len(body.text) > settings.max_text_chars:
         raise HTTPException(413, f"text is {len(body.text)} characters; the limit is {settings.max_text_chars}")
@@ -57,7 +69,7 @@ async def complete(body: CompleteRequest, request: Request, state: ServerState =
         raise HTTPException(503, f"not ready: {why}", headers={"Retry-After": "1"})
     engine = state.engines[name]
     try:
-        req = engine.submit(body.text, body.k, body.max_words)
+        req = engine.submit(body.text, body.k, body.max_words, session)
     except Overloaded as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after)))}) from exc
     except (EngineStopped, EngineDead) as exc:

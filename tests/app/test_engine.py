@@ -78,9 +78,10 @@ def varied_requests(n: int = 32) -> list[dict[str, Any]]:
     return out
 
 
-async def post_all(client, bodies: list[dict[str, Any]]) -> list[dict]:
+async def post_all(client, bodies: list[dict[str, Any]], session: str | None = None) -> list[dict]:
+    headers = {"X-Session-Id": session} if session else None
     responses = await asyncio.wait_for(
-        asyncio.gather(*(client.post("/v1/complete", json=b) for b in bodies)), timeout=120
+        asyncio.gather(*(client.post("/v1/complete", json=b, headers=headers) for b in bodies)), timeout=120
     )
     for r in responses:
         assert r.status_code == 200, r.text
@@ -149,7 +150,7 @@ async def test_prefix_cache_changes_no_answer(start_app, make_settings, model):
         async with start_app(settings) as c:
             answers = []
             for body in bodies:  # one keystroke after the other, like a typist
-                answers.extend(await post_all(c, [body]))
+                answers.extend(await post_all(c, [body], session="typist-1"))
             stats = (await c.get("/v1/stats")).json()["backends"][model]
             return answers, stats
 
@@ -165,6 +166,33 @@ async def test_prefix_cache_changes_no_answer(start_app, make_settings, model):
     assert sum(a["cache_hit"] for a in cached) == stats_on["cache_hits"]
     # A keystroke inside a word reuses the context's state: no model work for the context.
     assert cached[texts.index("I think the mo")]["cache_hit"]
+
+
+async def test_the_prefix_cache_is_private_to_a_session(start_app, make_settings):
+    """A second session typing the same text gets no hit from the first; the same session keeps its
+    hits; a request without a session uses no cache; every answer is the same either way."""
+    texts = typing_sequence("I think the movie was great ")
+    bodies = [{"text": t, "k": 3, "max_words": 2} for t in texts]
+    async with start_app(make_settings()) as c:
+        first = [(await post_all(c, [b], session="alice"))[0] for b in bodies]
+        second = [(await post_all(c, [b], session="bob"))[0] for b in bodies]
+        again = [(await post_all(c, [b], session="alice"))[0] for b in bodies]
+        keyless = [(await post_all(c, [b]))[0] for b in bodies]
+    assert sum(a["cache_hit"] for a in first) > len(bodies) // 2  # alice reuses her own keystrokes
+    # bob's first keystrokes of each word would hit alice's entries if the cache were shared
+    assert [a["cache_hit"] for a in second] == [a["cache_hit"] for a in first]
+    assert all(a["cache_hit"] for a in again)  # alice's whole history is still hers
+    assert not any(a["cache_hit"] for a in keyless)
+    for a, b, c2, d in zip(first, second, again, keyless, strict=True):
+        assert_same_answer(a, b)
+        assert_same_answer(a, c2)
+        assert_same_answer(a, d)
+
+
+async def test_a_malformed_session_header_is_a_422(client):
+    for bad in ("", "x" * 129, "has space", "tab\there"):
+        r = await client.post("/v1/complete", json={"text": "a"}, headers={"X-Session-Id": bad})
+        assert r.status_code == 422, (bad, r.status_code)
 
 
 # --------------------------------------------------------------------------- admission control
