@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-words", type=int, default=5)
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--threshold", type=float, default=None, help="default: chosen on the fit split")
-    parser.add_argument("--target-exact-match", type=float, default=0.6)
+    parser.add_argument("--target-exact-match", type=float, default=0.55)
+    parser.add_argument("--fit-seed", type=int, default=1, help="sample seed of the fit documents")
     parser.add_argument("--keep-calibration", action="store_true", help="use the card's calibration, fit nothing")
     parser.add_argument("--write-card", action="store_true", help="store the calibration in the artifact's card")
     parser.add_argument("--seed", type=int, default=0)
@@ -275,11 +276,12 @@ def main(argv: list[str] | None = None) -> None:
     stem = Path(args.out)
     stem.parent.mkdir(parents=True, exist_ok=True)
 
+    fit_docs: list[str] = []
     if args.keep_calibration:
         calibration = PhraseCalibration.from_card(lm.card)
         fit_found: list[list[Observed]] = []
     else:
-        fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.seed)
+        fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
         fit_found = collect(lm, fit_docs, args.max_words, args.beam)
         calibration = fit_platt([o for obs in fit_found for o in obs])
         log.info("calibration on %d boundaries of %s: %s", len(fit_found), args.fit_split, calibration)
@@ -287,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     if threshold is None:
         threshold = choose_threshold(fit_found, calibration, args.target_exact_match) if fit_found else 0.5
     eval_docs = _sample(args.corpus, args.eval_split, args.eval_docs, args.seed)
+    if not args.keep_calibration:  # never report on a document the calibration was fitted on
+        fitted = set(fit_docs)
+        eval_docs = [d for d in eval_docs if d not in fitted]
     found = collect(lm, eval_docs, args.max_words, args.beam)
     curve = [operating_point(found, calibration, t) for t in THRESHOLDS]
     at_default = operating_point(found, calibration, threshold)
