@@ -41,7 +41,9 @@ log "docker-compose config (default services)"
 docker-compose -f docker-compose.yml config -q
 
 services="$(docker-compose -f docker-compose.yml config --services)"
-grep -qx api <<<"$services" || { echo "compose: service 'api' missing" >&2; exit 1; }
+for svc in api-1 api-2 proxy; do
+    grep -qx "$svc" <<<"$services" || { echo "compose: service '$svc' missing" >&2; exit 1; }
+done
 
 # Profiles: v1.28+ takes `--profile` as a global option; older/other
 # implementations take COMPOSE_PROFILES. Use the flag where it is accepted.
@@ -53,7 +55,9 @@ else
     COMPOSE_PROFILES=monitoring docker-compose -f docker-compose.yml config -q
     services="$(COMPOSE_PROFILES=monitoring docker-compose -f docker-compose.yml config --services)"
 fi
-grep -qx prometheus <<<"$services" || { echo "compose: service 'prometheus' missing" >&2; exit 1; }
+for svc in prometheus grafana; do
+    grep -qx "$svc" <<<"$services" || { echo "compose: service '$svc' missing" >&2; exit 1; }
+done
 
 # The Prometheus config the monitoring profile mounts must exist and parse.
 test -f deploy/prometheus.yml || { echo "deploy/prometheus.yml missing" >&2; exit 1; }
@@ -62,7 +66,7 @@ if python3 -c 'import yaml' 2>/dev/null; then
 import yaml
 cfg = yaml.safe_load(open("deploy/prometheus.yml"))
 targets = [t for job in cfg["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
-assert "api:8000" in targets, targets
+assert {"api-1:8000", "api-2:8000"} <= set(targets), targets
 PY
 fi
 

@@ -47,6 +47,8 @@ class Metrics:
         self.queue_depth = Gauge("nextword_queue_depth", "Requests waiting to start", ["backend"], registry=r)
         self.in_flight = Gauge("nextword_in_flight", "Requests admitted and not finished", ["backend"], registry=r)
         self.requests = Counter("nextword_requests", "Requests by outcome", ["backend", "status"], registry=r)
+        self.responses = Counter("nextword_http_responses", "POST /v1/complete answers by HTTP status",
+                                 ["backend", "code"], registry=r)
         self.cache_hits = Counter("nextword_prefix_cache_hits", "Prefix-state cache hits", ["backend"], registry=r)
         self.cache_misses = Counter("nextword_prefix_cache_misses", "Prefix-state cache misses", ["backend"],
                                     registry=r)

@@ -56,10 +56,22 @@ async def complete(
         " without one uses no cache",
     ),
 ):
+    name = body.model or state.default_model
+    backend = name if name in state.model_names else "unknown"  # bounded label values
+    try:
+        response = await _complete(body, request, state, session, name)
+    except HTTPException as exc:
+        state.metrics.responses.labels(backend, str(exc.status_code)).inc()
+        raise
+    state.metrics.responses.labels(backend, "200").inc()
+    return response
+
+
+async def _complete(body: CompleteRequest, request: Request, state: ServerState, session: str | None,
+                    name: str) -> JSONResponse:
     settings = state.settings
     if len(body.text) > settings.max_text_chars:
         raise HTTPException(413, f"text is {len(body.text)} characters; the limit is {settings.max_text_chars}")
-    name = body.model or state.default_model
     if name not in state.model_names:
         available = ", ".join(state.model_names) or "none"
         shown = name if len(name) <= 64 else name[:64] + "..."

@@ -626,3 +626,12 @@ async def test_metrics_on_a_port_of_their_own(start_app, make_settings):
         async with httpx.AsyncClient() as operator:
             text = (await operator.get(f"http://127.0.0.1:{port}/metrics")).text
         assert 'nextword_requests_total{backend="gru",status="ok"} 1.0' in text
+
+
+async def test_http_answers_are_counted_by_model_and_code(start_app):
+    async with start_app() as c:
+        await c.post("/v1/complete", json={"text": "I think "})
+        await c.post("/v1/complete", json={"text": "I think ", "model": "nope"})
+        text = (await c.get("/metrics")).text
+    assert 'nextword_http_responses_total{backend="gru",code="200"} 1.0' in text
+    assert 'nextword_http_responses_total{backend="unknown",code="404"} 1.0' in text
