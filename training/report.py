@@ -97,12 +97,78 @@ def curve_table(runs: list[Path]) -> str:
     return "\n".join(rows)
 
 
+EMAIL_ROWS = (
+    ("gru", "GRU (reviews)"),
+    ("lstm", "LSTM (reviews)"),
+    ("gru-email", "GRU e-mail"),
+    ("lstm-email", "LSTM e-mail"),
+    ("ngram-email", "word trigram, e-mail train"),
+    ("ngram-email-reviews", "word trigram, e-mail + reviews train"),
+)
+
+
+def email_table(results: Path) -> str:
+    """E-mail test split: top-k and perplexity on all 1,193 e-mails, keystroke savings on a 400 sample."""
+    rows = ["| model | top-1 | top-3 | word_ppl | ksr (k=3, 400 e-mails) | top-1 (400 e-mails) |", "|---" * 6 + "|"]
+    for name, label in EMAIL_ROWS:
+        full = _load(results / f"{name}_test.json")
+        sample = _load(results / f"{name}_test400ksr.json")
+        if full is None and sample is None:
+            continue
+        full = full or {}
+        sample = sample or {}
+        rows.append(f"| {label} | {_fmt(full.get('top1'), True)} | {_fmt(full.get('top3'), True)} | "
+                    f"{_fmt(full.get('word_ppl'))} | {_fmt(sample.get('ksr'), True)} | "
+                    f"{_fmt(sample.get('top1'), True)} |")
+    return "\n".join(rows)
+
+
+def phrase_table(results: Path, threshold: float) -> str:
+    """Ghost text at ``threshold`` on e-mail test text, every word boundary of the evaluated e-mails."""
+    rows = ["| model | e-mails | boundaries | coverage | ExactMatch | mean words | ECE (shown) | ECE (all) | "
+            "ExactMatch@1 / @2 / @3+ | ECE before calibration |", "|---" * 10 + "|"]
+    for name, label in EMAIL_ROWS[:4]:
+        r = _load(results / f"phrases_{name}.json")
+        if r is None:
+            continue
+        point = next((p for p in r["curve"] if abs(p["threshold"] - threshold) < 1e-9), None)
+        if point is None:
+            continue
+        by = point["exact_match_at_words"]
+        longer = [v for k, v in by.items() if int(k) >= 3]
+        at3 = (sum(v["shown"] * v["exact_match"] for v in longer) / sum(v["shown"] for v in longer)
+               if longer else None)
+        at = [by.get("1", {}).get("exact_match"), by.get("2", {}).get("exact_match"), at3]
+        rows.append(f"| {label} | {r['eval_docs']} | {point['boundaries']:,} | {_fmt(point['coverage'], True)} | "
+                    f"{_fmt(point['exact_match'], True)} | {_fmt(point['mean_words'])} | {_fmt(point['ece'])} | "
+                    f"{_fmt(r['ece_every_boundary'])} | {' / '.join(_fmt(a, True) for a in at)} | "
+                    f"{_fmt(r['ece_uncalibrated'])} |")
+    return "\n".join(rows)
+
+
+def imdb_forgetting_table(results: Path) -> str:
+    rows = ["| model | IMDB test top-1 (500 reviews) | top-3 | word_ppl |", "|---|---|---|---|"]
+    for name, label in EMAIL_ROWS[:4]:
+        r = _load(results / f"{name}_imdb500.json")
+        if r is not None:
+            rows.append(f"| {label} | {_fmt(r['top1'], True)} | {_fmt(r['top3'], True)} | {_fmt(r['word_ppl'])} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--results", default="docs/results")
     parser.add_argument("--artifacts", default="model/artifacts")
     parser.add_argument("--runs", nargs="*", default=[])
+    parser.add_argument("--email", help="e-mail results folder (docs/results/email): print only the e-mail tables")
+    parser.add_argument("--threshold", type=float, default=0.5, help="the phrase threshold to tabulate")
     args = parser.parse_args(argv)
+    if args.email:
+        email = Path(args.email)
+        print("### E-mail test split\n\n" + email_table(email) + "\n")
+        print(f"### Ghost text at threshold {args.threshold}\n\n" + phrase_table(email, args.threshold) + "\n")
+        print("### What the e-mail models forgot\n\n" + imdb_forgetting_table(email) + "\n")
+        return
     results = Path(args.results)
     print("### Models\n\n" + models_table(Path(args.artifacts), results) + "\n")
     print("### Word-level results\n\n" + results_table(results) + "\n")
