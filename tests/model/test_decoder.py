@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -60,38 +59,35 @@ def brute_force_word_logp(tok: PieceTokenizer, module: BigramModule, start: int,
     return total
 
 
-def run(gen):
+def run(module: BigramModule, gen):
+    """Drive a decoder generator with ``module``, one call at a time."""
     result = None
     try:
         call = next(gen)
         while True:
-            logp, state = MODULE.step(torch.tensor([t[0] for t in call.tokens]), call.state)
+            logp, state = module.step(torch.tensor([t[0] for t in call.tokens]), call.state)
             call = gen.send((logp, state))
     except StopIteration as stop:
         result = stop.value
     return result
 
 
-MODULE: BigramModule
-
-
 @pytest.mark.parametrize("fragment", ["", "mo", "m", "movi"])
 def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragment: str) -> None:
-    global MODULE
-    MODULE = BigramModule(tok.vocab_size)
+    module = BigramModule(tok.vocab_size)
     start = tok.eos_id
-    logp, state = MODULE.step(torch.tensor([start]), torch.zeros(1, 1, 1))
-    result = run(next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12))
+    logp, state = module.step(torch.tensor([start]), torch.zeros(1, 1, 1))
+    result = run(module, next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12))
     found = result.words
     assert found, "exhaustive search finds words"
     for word, score in found:
         assert word.startswith(fragment) and len(word) > len(fragment) and WORD_RE.fullmatch(word)
-        assert score == pytest.approx(brute_force_word_logp(tok, MODULE, start, word), abs=1e-4)
+        assert score == pytest.approx(brute_force_word_logp(tok, module, start, word), abs=1e-4)
     scores = [s for _, s in found]
     assert scores == sorted(scores, reverse=True)
     # The typed text itself is not proposed, but its probability of being the whole word is exact.
     if fragment:
-        assert result.typed_logp == pytest.approx(brute_force_word_logp(tok, MODULE, start, fragment), abs=1e-4)
+        assert result.typed_logp == pytest.approx(brute_force_word_logp(tok, module, start, fragment), abs=1e-4)
     else:
         assert result.typed_logp is None
 
@@ -153,25 +149,43 @@ def test_phrase_completion_stops_at_punctuation_or_word_budget(gru_lm) -> None:
         assert 0 < confidence <= 1
         n_words = len(WORD_RE.findall(text))
         assert 1 <= n_words <= max_words
-        if n_words < max_words:
-            assert text.rstrip()[-1] in ".!?" or text.endswith(text.rstrip()), text
+        # It stops at a word's end or right after sentence punctuation, never inside a word or after
+        # a space, and nothing follows a sentence end.
+        assert text == text.rstrip() and (text[-1].isalnum() or text[-1] in ".!?'"), text
+        for mark in ".!?":
+            if mark in text[:-1]:
+                assert not WORD_RE.search(text[text.index(mark) :]), text
 
 
 def test_phrase_completion_continues_the_typed_fragment(gru_lm) -> None:
     result = drive(gru_lm.module, [suggest(gru_lm, "I think the mo", 3, 3)])[0]
     assert result.completion is not None
     full = "mo" + result.completion[0]
-    assert WORD_RE.match(full).group(0) in {w for w, _ in result.suggestions} | {WORD_RE.match(full).group(0)}
+    first_word = WORD_RE.match(full).group(0)
+    assert first_word.startswith("mo") and len(first_word) > 2  # the typed word is completed, not repeated
     assert not result.completion[0].startswith(" ")  # the fragment's word continues first
 
 
 def test_phrase_search_returns_none_without_finished_hypotheses(tok: PieceTokenizer) -> None:
-    global MODULE
-    MODULE = BigramModule(tok.vocab_size)
-    logp, state = MODULE.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
-    out = run(complete_phrase(tok, logp, state, "zzzq", True, 2, 2))
+    module = BigramModule(tok.vocab_size)
+    logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    out = run(module, complete_phrase(tok, logp, state, "zzzq", True, 2, 2))
     assert out is None  # no piece can spell the fragment: nothing to propose
 
 
-def test_artifact_size_limit_is_checked_elsewhere(tiny_models: dict[str, Path]) -> None:
-    assert all(p.exists() for p in tiny_models.values())
+def test_phrase_confidence_is_the_calibrated_sequence_probability(tok: PieceTokenizer) -> None:
+    """With the identity calibration the shown phrase's confidence is exactly P(its pieces, then its end)."""
+    from model.decoder import PhraseCalibration, phrase_candidates
+
+    module = BigramModule(tok.vocab_size, seed=3)
+    logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    candidates = run(module, phrase_candidates(tok, logp, state, "", True, 2, 4))
+    assert candidates
+    for c in candidates:
+        assert c.words <= 2 and c.logp <= 0
+    best = max(candidates, key=lambda c: (c.words, c.sentence_end, c.logp))
+    text, conf = run(module, complete_phrase(tok, logp, state, "", True, 2, 4, None, PhraseCalibration(), 0.0))
+    assert text == best.text and conf == pytest.approx(math.exp(best.logp), rel=1e-6)
+    # A threshold no candidate reaches prunes every hypothesis early: nothing to show.
+    assert max(math.exp(c.logp) for c in candidates) < 0.999
+    assert run(module, complete_phrase(tok, logp, state, "", True, 2, 4, None, PhraseCalibration(), 0.999)) is None
