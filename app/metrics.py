@@ -85,11 +85,11 @@ class LatencyWindow:
             values = sorted(v for _, v in self._samples)
         out: dict[str, Any] = {"count": len(values)}
         for q in (50, 90, 99):
-            out[f"p{q}_ms"] = round(nearest_rank(values, q), 3) if values else None
+            out[f"p{q}_ms"] = round(percentile_of_sorted(values, q), 3) if values else None
         return out
 
 
-def nearest_rank(sorted_values: list[float], q: float) -> float:
+def percentile_of_sorted(sorted_values: list[float], q: float) -> float:
     """The q-th percentile by nearest rank: the sample at rank ceil(q/100 * n)."""
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
