@@ -8,8 +8,8 @@ a one- or two-token prefill (one more word), instead of re-reading the whole tex
 Lookup finds the *longest* cached prefix of the ids in one pass: the hashes of every prefix
 come from one vectorised prefix sum (a polynomial hash mod 2**64), are probed from the
 longest down, and a hit is confirmed by comparing the stored ids, so a hash collision can
-never return a wrong state. (A Python loop over the ids cost ~0.5 us a token: 13% of the
-evaluator's time on whole-review contexts, and as much on every keystroke of a long text.)
+never return a wrong state. (A Python loop over the ids would cost time on every keystroke
+of a long text.)
 
 Entries are scoped: every method takes a ``scope`` (the server passes the client's session
 key), and a lookup only ever finds entries created in its own scope, so no client can hit,
