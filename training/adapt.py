@@ -140,7 +140,8 @@ def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], ba
     summary = ckpt.get("corpus_summary", {})
     return {
         "base": {"file": Path(args.base).name, "sha256": file_sha256(args.base),
-                 "checksum": base_card.get("checksum"), "data": (base_card.get("data") or {}).get("source")},
+                 "checksum": base_card.get("checksum"),
+                 "data": Path(str((base_card.get("data") or {}).get("source") or "")).name or None},
         "data": {"corpus": Path(args.corpus).name, "licence": args.licence or licence_of(args.corpus),
                  "split": cfg.split, "valid_split": cfg.valid_split or "1% by content hash",
                  "train": summary.get("train"), "valid": summary.get("valid"),

@@ -29,6 +29,10 @@ def public_card(card: dict) -> dict:
     lineage = card.get("lineage")
     if lineage:
         public["lineage"] = {k: lineage.get(k) for k in ("base", "data", "tokens", "minutes", "recipe")}
+        base = dict(lineage.get("base") or {})
+        if base.get("data"):
+            base["data"] = Path(str(base["data"])).name
+        public["lineage"]["base"] = base
         public["lineage"]["machine"] = {k: (lineage.get("machine") or {}).get(k) for k in ("cpus", "torch")}
     return public
 
