@@ -243,3 +243,15 @@ def live_server_url(tiny_models: dict[str, Path]) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def wait_http_ready(url: str, timeout: float = 60.0, alive: Callable[[], bool] | None = None) -> None:
+    """Poll ``url``/readyz until it answers 200 (a server in another thread or process)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert alive is None or alive(), "the server exited while starting"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        assert time.monotonic() < deadline, f"{url} not ready after {timeout} s"
+        time.sleep(0.05)

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.app.conftest import wait_http_ready
+
 GRACE_S = 1.5
 DEADLINE_S = 1.0
 MARGIN_S = 4.0
@@ -43,16 +45,7 @@ def test_sigterm_under_load_drains_cleanly(tiny_models: dict[str, Path], tmp_pat
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.1)
+        wait_http_ready(url, 90, alive=lambda: proc.poll() is None)
 
         outcomes: Counter[str] = Counter()
         lock = threading.Lock()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 
 from app.main import create_app
 from model.text import normalize_prompt, split_fragment, words
-from tests.app.conftest import tiny_settings
+from tests.app.conftest import tiny_settings, wait_http_ready
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +33,7 @@ def served(tiny_models: dict[str, Path]) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "fuzz server never became ready"
-        time.sleep(0.05)
+    wait_http_ready(url)
     yield url
     server.should_exit = True
     thread.join(10)
