@@ -398,7 +398,7 @@ def gru_vs_lstm(results: Mapping[str, Any]) -> list[str]:
 TYPING_START_TEXT = {
     "prefix": "after a 5-40-word prefix of each document (the cold workload's contexts)",
     "empty": "from an empty text box in every document",
-    None: "from an empty text box (sweeps before the seventh session)",
+    None: "from an empty text box (sweeps before `b6b8e95`, 2026-11-27)",
 }
 
 
