@@ -226,13 +226,15 @@ class InferenceEngine:
             )
             self._finish(req, EngineResult(stop.value, timing))
         except Exception:  # a decoding bug must fail one request, not the engine
-            req.call = None
-            self._fail(req)
+            self._fail([req], "decoder")
 
-    def _fail(self, req: _Request) -> None:
+    def _fail(self, reqs: list[_Request], where: str) -> None:
+        """Fail ``reqs`` with one error id, logged with the traceback being handled."""
         error_id = uuid.uuid4().hex[:12]
-        log.exception("request failed in backend %s (error id %s)", self.lm.name, error_id)
-        self._finish(req, error=ModelFault(error_id))
+        log.exception("%s failed in backend %s (error id %s, %d requests)", where, self.lm.name, error_id, len(reqs))
+        for req in reqs:
+            req.call = None
+            self._finish(req, error=ModelFault(error_id))
 
     def _worker(self) -> None:
         torch.set_grad_enabled(False)
@@ -291,12 +293,7 @@ class InferenceEngine:
         try:
             outputs = run_calls(self.lm.module, calls)
         except Exception:  # this iteration's requests fail; the engine goes on
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("model call failed in backend %s (error id %s, %d requests)", self.lm.name, error_id,
-                          len(group))
-            for req in group:
-                req.call = None
-                self._finish(req, error=ModelFault(error_id))
+            self._fail(group, "model call")
             return
         if self.observer is not None:
             rows = sum(c.rows for c in calls)

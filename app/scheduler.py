@@ -162,25 +162,16 @@ class Scheduler(Generic[T]):
     def expire(self, now: float) -> list[tuple[T, EngineError]]:
         """Remove requests that were cancelled or are past their deadline; the caller finishes them."""
         gone: list[tuple[T, EngineError]] = []
-        keep: list[T] = []
-        for req in self.active:
-            if req.cancelled:
-                gone.append((req, EngineStopped("client went away")))
-            elif now > req.deadline:
-                gone.append((req, DeadlineExceeded("deadline passed")))
-            else:
-                keep.append(req)
-        self.active = keep
-        if any(req.cancelled or now > req.deadline for req in self.inbox):
-            waiting: deque[T] = deque()
-            for req in self.inbox:
-                if req.cancelled:
-                    gone.append((req, EngineStopped("client went away")))
-                elif now > req.deadline:
-                    gone.append((req, DeadlineExceeded("deadline passed in queue")))
-                else:
-                    waiting.append(req)
-            self.inbox = waiting
+
+        def keep(req: T, where: str) -> bool:
+            error = _why_gone(req, now, where)
+            if error is not None:
+                gone.append((req, error))
+            return error is None
+
+        self.active = [r for r in self.active if keep(r, "")]
+        if any(_why_gone(r, now, "") for r in self.inbox):
+            self.inbox = deque(r for r in self.inbox if keep(r, " in queue"))
         return gone
 
     def start(self, now: float) -> list[T]:
@@ -220,6 +211,14 @@ class Scheduler(Generic[T]):
     def retire(self) -> None:
         """A request left (answered, failed or dropped): its admission slot is free."""
         self.admitted -= 1
+
+
+def _why_gone(req: Ticket, now: float, where: str) -> EngineError | None:
+    if req.cancelled:
+        return EngineStopped("client went away")
+    if now > req.deadline:
+        return DeadlineExceeded(f"deadline passed{where}")
+    return None
 
 
 def steps_then_reads(requests: list[T]) -> list[list[T]]:

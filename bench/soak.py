@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -196,8 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     docs = load_documents(args.corpus, args.max_docs)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}
     env.update(NEXTWORD_PORT=str(port), NEXTWORD_THREADS=str(args.threads), NEXTWORD_LOG_LEVEL="warning",
                NEXTWORD_DRAIN_GRACE_S="0")

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from model.decoder import PhraseCalibration
 from model.network import ModelConfig, RNNLanguageModel, count_parameters, rebuild_eager
 from model.packing import packed
 from model.tokenizer import PieceTokenizer
@@ -110,10 +111,12 @@ class LanguageModel:
     path: Path | None = None
     precision: str = "fp32"  # weights as served: "fp32" (as stored) or "fp16" (packed at load)
     zero_state: Tensor = field(init=False)
+    phrase_calibration: PhraseCalibration = field(init=False)
 
     def __post_init__(self) -> None:
         with torch.no_grad():
             self.zero_state = self.module.init_state(1)
+        self.phrase_calibration = PhraseCalibration.from_card(self.card)
 
     @property
     def eos_id(self) -> int:

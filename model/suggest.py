@@ -17,7 +17,7 @@ from torch import Tensor
 
 from model.artifact import LanguageModel
 from model.batching import Decoding, ModelCall
-from model.decoder import PhraseCalibration, complete_phrase, next_words
+from model.decoder import complete_phrase, next_words
 from model.prefix_cache import PrefixStateCache, StepMemo
 from model.text import normalize_prompt, split_fragment
 
@@ -104,7 +104,7 @@ def suggest(
     if max_words > 0:
         phrase = yield from complete_phrase(
             lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam, memo,
-            PhraseCalibration.from_card(lm.card), options.completion_threshold,
+            lm.phrase_calibration, options.completion_threshold,
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])

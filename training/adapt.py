@@ -31,7 +31,7 @@ import torch
 
 from model.artifact import load_artifact
 from model.export import export_checkpoint
-from training.data import detect_format, iter_documents
+from training.data import detect_format, open_maybe_gzip
 from training.train import TrainConfig, train
 
 log = logging.getLogger("training.adapt")
@@ -67,21 +67,14 @@ def has_split(corpus: str, split: str) -> bool:
     path = Path(corpus)
     if detect_format(path) != "jsonl":
         return False
-    return next(iter(iter_documents(path, "jsonl", split=split)), None) is not None and _labels_splits(path)
-
-
-def _labels_splits(path: Path) -> bool:
-    """Records carry a ``split`` field at all (otherwise every split reads every record)."""
-    import gzip
-
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
+    with open_maybe_gzip(path) as fh:
         for line in fh:
-            if line.strip():
-                try:
-                    return "split" in json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("split") == split:
+                return True
     return False
 
 

@@ -177,7 +177,8 @@ def read_text(path: Path, stats: ReadStats, blank_line_docs: bool = False) -> It
                     yield doc
 
 
-def _open_maybe_gzip(path: Path) -> IO[bytes]:
+def open_maybe_gzip(path: Path) -> IO[bytes]:
+    """The file's bytes, gunzipped when it starts with the gzip magic."""
     with path.open("rb") as fh:
         magic = fh.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
@@ -188,7 +189,7 @@ def read_jsonl(path: Path, stats: ReadStats, field_name: str = "text", split: st
 
     A record with a ``split`` field is read only when it equals ``split`` (``None`` reads all).
     """
-    with _open_maybe_gzip(path) as fh:
+    with open_maybe_gzip(path) as fh:
         for raw in fh:
             if not raw.strip():
                 continue
