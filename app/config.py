@@ -45,7 +45,10 @@ class Settings(BaseSettings):
     queue_limit: int = Field(256, ge=1, description="requests waiting or running; more are rejected (503)")
     max_queue_wait_ms: float = Field(250.0, gt=0, description="reject new work while the oldest queued waited longer")
     deadline_ms: float = Field(1000.0, gt=0, description="per request, queueing and compute together")
-    cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="prefix-state cache size per backend; 0 off")
+    cache_bytes: int = Field(
+        128 * 1024 * 1024, ge=0,
+        description="prefix-state caches of all backends together, split evenly between them; 0 off",
+    )
     threads: int = Field(2, ge=1, description="torch intra-op threads")
     precision: Literal["fp32", "fp16"] = Field(
         "fp16", description="fp16: weights packed at load for fast small-batch CPU steps (model.packing)"

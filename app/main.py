@@ -40,8 +40,12 @@ WARMUP_TEXTS = ("", "Thanks for the update. I will send you the rep", "The movie
                 "One of the best films I have seen in years, and")
 
 
-def engine_config(settings: Settings) -> EngineConfig:
-    """The engine's and decoder's options, all from the one settings object."""
+def engine_config(settings: Settings, backends: int = 1) -> EngineConfig:
+    """The engine's and decoder's options, all from the one settings object.
+
+    ``cache_bytes`` bounds the prefix caches of all ``backends`` together, so adding a model
+    does not add memory: each backend's engine gets an even share.
+    """
     return EngineConfig(
         scheduler=SchedulerConfig(
             batching=settings.batching,
@@ -52,7 +56,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             max_queue_wait_ms=settings.max_queue_wait_ms,
         ),
         deadline_ms=settings.deadline_ms,
-        cache_bytes=settings.cache_bytes,
+        cache_bytes=settings.cache_bytes // max(1, backends),
         decode=decode_options(settings),
     )
 
@@ -76,10 +80,11 @@ def warm_up(lm: LanguageModel, options: DecodeOptions) -> None:
 async def load_models(state: ServerState, loader: Loader) -> None:
     settings = state.settings
     torch.set_num_threads(settings.threads)
-    cfg = engine_config(settings)
     name = ""
     try:
-        for name, path in settings.model_paths().items():
+        paths = settings.model_paths()
+        cfg = engine_config(settings, len(paths))
+        for name, path in paths.items():
             lm = await asyncio.to_thread(loader, Path(path), name)
             await asyncio.to_thread(warm_up, lm, cfg.decode)
             observer = state.metrics.for_backend(name, settings.stats_window_s)

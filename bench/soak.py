@@ -7,7 +7,10 @@ Starts ``python -m app`` with the bundled models (all four, as served by default
 ``--server-cpus``, and sends an open-loop Poisson mix: cold prefixes, typing keystrokes,
 phrase requests (``max_words=5``) spread over every served model, and hostile requests (an
 oversized body, a lone surrogate, broken JSON, an unknown and an over-long model name, wrong
-types). Every second it reads the server's resident set size from ``/proc/<pid>/status``.
+types). Every valid request carries an ``X-Session-Id`` as the demo page's would: one per
+typist, a fresh one per cold or phrase request, so the prefix caches fill as in production.
+Every second it reads the server's resident set size from ``/proc/<pid>/status``, and every
+five seconds the prefix caches' bytes from ``/metrics``.
 
 Reports: RSS over time (PNG), its growth after the first minute, status counts by kind, and
 p50/p99 of the valid requests. Valid requests must get only 200 or 503 + Retry-After; hostile
@@ -57,25 +60,35 @@ def rss_kib(pid: int) -> int | None:
 
 
 def plan_request(rng: random.Random, docs: list[str], words: list[list[str]], models: list[str],
-                 typists: dict[int, tuple[str, int]]) -> tuple[str, bytes]:
-    """One request of the mix: (kind, JSON body)."""
+                 typists: dict[int, tuple[str, int]]) -> tuple[str, bytes, str | None]:
+    """One request of the mix: (kind, JSON body, session key)."""
     roll = rng.random()
     model = rng.choice(models)
+    fresh_session = f"s{rng.getrandbits(64):016x}"
     if roll < 0.05:
-        return rng.choice(HOSTILE)
+        return (*rng.choice(HOSTILE), None)
     if roll < 0.40:
         text = word_prefix(rng.choice(words), rng)
-        return "cold", json.dumps({"text": text, "model": model}).encode()
+        return "cold", json.dumps({"text": text, "model": model}).encode(), fresh_session
     if roll < 0.55:
         text = word_prefix(rng.choice(words), rng)
-        return "phrase", json.dumps({"text": text, "model": model, "max_words": 5}).encode()
+        return "phrase", json.dumps({"text": text, "model": model, "max_words": 5}).encode(), fresh_session
     typist = rng.randrange(20)
     doc, pos = typists.get(typist) or (rng.choice(docs), 0)
     if pos == 0 or pos >= len(doc):
         doc = rng.choice(docs)
         pos = typing_start(doc, rng)
     typists[typist] = (doc, pos + 1)
-    return "typing", json.dumps({"text": doc[: pos + 1], "model": models[typist % len(models)]}).encode()
+    body = json.dumps({"text": doc[: pos + 1], "model": models[typist % len(models)]}).encode()
+    return "typing", body, f"typist-{typist}"
+
+
+def cache_bytes(metrics_text: str) -> float:
+    """The prefix caches' bytes, all backends together, from the Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(metrics_text)
+               if family.name == "nextword_prefix_cache_bytes" for sample in family.samples)
 
 
 async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[str], models: list[str],
@@ -87,14 +100,16 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[str],
     latencies: list[float] = []
     retry_after_missing = 0
     rss: list[tuple[float, int]] = []
+    cached: list[tuple[float, float]] = []
     start = time.monotonic()
     pending: set[asyncio.Task[None]] = set()
 
-    async def send(client: httpx.AsyncClient, kind: str, body: bytes) -> None:
+    async def send(client: httpx.AsyncClient, kind: str, body: bytes, session: str | None) -> None:
         nonlocal retry_after_missing
         t0 = time.monotonic()
+        headers = {"content-type": "application/json"} | ({"x-session-id": session} if session else {})
         try:
-            r = await client.post(url + "/v1/complete", content=body, headers={"content-type": "application/json"})
+            r = await client.post(url + "/v1/complete", content=body, headers=headers)
             status = str(r.status_code)
             if r.status_code == 503 and "retry-after" not in r.headers:
                 retry_after_missing += 1
@@ -104,31 +119,39 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[str],
             status = f"error:{type(exc).__name__}"
         statuses.setdefault(kind, Counter())[status] += 1
 
-    async def sample_memory() -> None:
+    async def sample_memory(client: httpx.AsyncClient) -> None:
+        tick = 0
         while time.monotonic() - start < seconds:
             value = rss_kib(pid)
             if value is not None:
                 rss.append((round(time.monotonic() - start, 2), value))
+            if tick % 5 == 0:
+                try:
+                    r = await client.get(url + "/metrics")
+                    cached.append((round(time.monotonic() - start, 2), cache_bytes(r.text)))
+                except httpx.HTTPError:
+                    pass
+            tick += 1
             await asyncio.sleep(1.0)
 
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=30, limits=limits, trust_env=False) as client:
-        sampler = asyncio.create_task(sample_memory())
+        sampler = asyncio.create_task(sample_memory(client))
         next_at = 0.0
         while next_at < seconds:
             delay = start + next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            kind, body = plan_request(rng, docs, words, models, typists)
+            kind, body, session = plan_request(rng, docs, words, models, typists)
             label = "hostile" if kind in dict(HOSTILE) else kind
-            task = asyncio.create_task(send(client, label, body))
+            task = asyncio.create_task(send(client, label, body, session))
             pending.add(task)
             task.add_done_callback(pending.discard)
             next_at += rng.expovariate(rate)
         await asyncio.gather(*pending)
         await sampler
     return {"statuses": {k: dict(v) for k, v in statuses.items()}, "latencies_ms": latencies, "rss": rss,
-            "retry_after_missing": retry_after_missing}
+            "cache_bytes": cached, "retry_after_missing": retry_after_missing}
 
 
 def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any]:
@@ -157,6 +180,8 @@ def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any
         "rss_mib_max_after_60s": round(max(after_first_minute) / 1024, 1) if after_first_minute else None,
         "rss_growth_after_first_minute": round(max(after_first_minute) / baseline - 1, 4) if baseline else None,
         "rss_samples": rss,
+        "cache_mib_last": round(raw["cache_bytes"][-1][1] / 2**20, 1) if raw.get("cache_bytes") else None,
+        "cache_bytes_samples": raw.get("cache_bytes", []),
     }
 
 
@@ -169,9 +194,12 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     t = [s[0] / 60 for s in summary["rss_samples"]]
     v = [s[1] / 1024 for s in summary["rss_samples"]]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot(t, v)
+    ax.plot(t, v, label="server RSS")
+    cached = summary.get("cache_bytes_samples") or []
+    if cached:
+        ax.plot([c[0] / 60 for c in cached], [c[1] / 2**20 for c in cached], label="prefix caches")
     ax.axvline(1.0, color="grey", linestyle=":", label="first minute")
-    ax.set(xlabel="minutes", ylabel="server RSS (MiB)", ylim=(0, max(v) * 1.1 if v else 1),
+    ax.set(xlabel="minutes", ylabel="MiB", ylim=(0, max(v) * 1.1 if v else 1),
            title=f"soak at {summary['rate']:g} req/s: RSS growth after 1 min "
                  f"{100 * (summary['rss_growth_after_first_minute'] or 0):.1f}%")
     ax.legend(loc="lower right")

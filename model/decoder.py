@@ -72,7 +72,7 @@ def _mask_key(hyp: _Hyp, fragment: str, require_space: bool) -> tuple[bool, str,
     return False, (fragment[len(word) :] if len(word) < len(fragment) else ""), False
 
 
-@lru_cache(maxsize=1024)  # 1,024 vocabulary-sized masks: 8 MB at 8k pieces, shared by every model
+@lru_cache(maxsize=256)  # 256 vocabulary-sized masks: 2 MB at 8k pieces, shared by every model
 def _allowed(tok: PieceTokenizer, at_start: bool, needed: str, require_space: bool) -> Tensor:
     """Pieces that may extend a hypothesis still inside the first word (cached: never mutate it)."""
     if at_start:
@@ -86,7 +86,7 @@ def _allowed(tok: PieceTokenizer, at_start: bool, needed: str, require_space: bo
     return tok.continuation
 
 
-@lru_cache(maxsize=256)  # 256 float rows of the vocabulary: 8 MB at 8k pieces
+@lru_cache(maxsize=128)  # 128 float rows of the vocabulary: 4 MB at 8k pieces
 def _allowed_scores(tok: PieceTokenizer, at_start: bool, needed: str, require_space: bool) -> Tensor:
     """:func:`_allowed` as 0 / -inf terms to add to scores (a beam step reuses it instead of
     converting a fresh mask on every step)."""

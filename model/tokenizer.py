@@ -74,8 +74,10 @@ class PieceTokenizer:
         return self.sp.decode(ids)
 
     # ------------------------------------------------------------------ masks
-    # One tokenizer per artifact, living as long as it: 1,024 masks of vocabulary bytes (8 MB at 8k pieces).
-    @lru_cache(maxsize=1024)  # noqa: B019
+    # One tokenizer per artifact, living as long as it: 256 masks of vocabulary bytes (2 MB at 8k
+    # pieces). Small on purpose: the short fragments that recur stay in it, and a long-tail
+    # fragment's mask costs tens of microseconds to rebuild, less than the memory it would hold.
+    @lru_cache(maxsize=256)  # noqa: B019
     def consistent_with(self, needed: str) -> torch.Tensor:
         """Mask of pieces whose surface agrees with the ``needed`` text that must come next.
 

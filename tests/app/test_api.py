@@ -255,6 +255,14 @@ async def test_model_not_configured_is_404(start_app, make_settings, tiny_models
         assert [m["name"] for m in models["models"]] == ["gru"]
 
 
+async def test_cache_budget_is_one_bound_over_all_models(start_app, make_settings, tiny_models):
+    """Serving one more model must not add memory: the prefix caches share CACHE_BYTES."""
+    models = f"gru={tiny_models['gru']},lstm={tiny_models['lstm']},gru2={tiny_models['gru']}"
+    async with start_app(make_settings(models=models, cache_bytes=3_000_000)) as c:
+        budgets = [engine.cache.max_bytes for engine in c.state.engines.values()]
+        assert len(budgets) == 3 and sum(budgets) <= 3_000_000 and min(budgets) == 1_000_000
+
+
 async def test_not_ready_while_loading_then_ready(start_app, make_settings):
     """Readiness during startup: 503 + Retry-After until every model is loaded, then 200."""
     gate = threading.Event()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from bench.soak import HOSTILE, plan_request, summarize
+from bench.soak import HOSTILE, cache_bytes, plan_request, summarize
 from bench.workloads import load_documents, word_lists
 
 
@@ -15,12 +15,27 @@ def test_the_mix_has_every_kind_and_valid_bodies():
     rng = random.Random(0)
     typists: dict = {}
     kinds = [plan_request(rng, docs, words, ["gru", "lstm-email"], typists) for _ in range(2000)]
-    seen = {k for k, _ in kinds}
+    seen = {k for k, _, _ in kinds}
     assert {"cold", "phrase", "typing"} <= seen and seen & {name for name, _ in HOSTILE}
-    for kind, body in kinds:
+    for kind, body, session in kinds:
         if kind in ("cold", "phrase", "typing"):
             payload = json.loads(body)
             assert payload["model"] in ("gru", "lstm-email") and payload["text"]
+            assert session, "valid requests carry a session key, as the demo page's do"
+    # A typist keeps one session while typing, so its keystrokes can reuse its own cache entries.
+    typing_sessions = [session for kind, _, session in kinds if kind == "typing"]
+    assert len(set(typing_sessions)) <= 20 < len(typing_sessions)
+
+
+def test_cache_bytes_sums_every_backend():
+    text = (
+        "# HELP nextword_prefix_cache_bytes Prefix-state cache size\n"
+        "# TYPE nextword_prefix_cache_bytes gauge\n"
+        'nextword_prefix_cache_bytes{backend="gru"} 1024.0\n'
+        'nextword_prefix_cache_bytes{backend="lstm"} 2048.0\n'
+        "# HELP other_total x\n# TYPE other_total counter\nother_total 5.0\n"
+    )
+    assert cache_bytes(text) == 3072.0
 
 
 def test_summary_reports_growth_after_the_first_minute_and_judges_statuses():
