@@ -1,19 +1,22 @@
-"""The n-gram baseline: a proper distribution, exact fast top-k, fragments, persistence.
+"""The n-gram baseline: a proper distribution, exact fast top-k, fragments, persistence, CLI.
 
 Tiny hand-made corpora keep these fast; ``top_cache``/``big_range`` are shrunk so that the
 precomputed top lists (the fast paths) are exercised, and :meth:`NgramModel.predict` is
-checked against a brute-force ranking of :meth:`NgramModel.token_probs`.
+checked against a brute-force ranking of :meth:`NgramModel.token_probs`. Scoring an n-gram
+is :mod:`training.evaluate`'s job and is tested with it.
 """
 
 from __future__ import annotations
 
+import gzip
 import math
+import pickletools
 from pathlib import Path
 
 import pytest
 
-from training import ngram
-from training.ngram import EOS, UNK, NgramModel, main
+from training.ngram import EOS, UNK, NgramEstimator, NgramModel, query
+from training.ngram.__main__ import main
 
 CORPUS = [
     "the cat sat on the mat",
@@ -66,8 +69,8 @@ def test_predict_matches_brute_force(
     ranked with numpy, then (after a few uses) become Python tuples: both shapes are
     checked. A tiny ``cache_rows`` makes the caches shrink all the time.
     """
-    monkeypatch.setattr(ngram, "_PY_RANK_MAX", py_rank_max)
-    monkeypatch.setattr(ngram, "_PROMOTE_HITS", 4)
+    monkeypatch.setattr(query, "_PY_RANK_MAX", py_rank_max)
+    monkeypatch.setattr(query, "_PROMOTE_HITS", 4)
     model = _fit(order, min_count=1, top_cache=3, big_range=2)
     model.cache_rows = cache_rows
     for context in CONTEXTS:
@@ -94,7 +97,7 @@ def test_cache_shrink_keeps_hot_histories_and_answers() -> None:
         assert model.predict("I saw the", "", 3) == want[("I saw the", "")]
     model._shrink_caches()
     assert model._view_cache, "hot views survive a shrink"
-    assert all(v.hits >= ngram._PROMOTE_HITS // 2 for v in model._view_cache.values())
+    assert all(v.hits >= query._PROMOTE_HITS // 2 for v in model._view_cache.values())
     model.cache_rows = 8  # now it shrinks all the time
     for _ in range(3):
         for (c, f), expected in want.items():
@@ -162,26 +165,41 @@ def test_doc_nll_and_unknown_words() -> None:
     assert model.doc_nll("")[1] == 1
 
 
-def test_cli_fits_and_saves(tmp_path: Path) -> None:
+def test_saved_file_holds_no_class_paths(tmp_path: Path) -> None:
+    """Only builtins and numpy in the pickle: files load whatever module the classes live in."""
+    path = tmp_path / "m.pkl.gz"
+    _fit().save(path)
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    strings = [arg for _, arg, _ in pickletools.genops(data) if isinstance(arg, str)]  # incl. GLOBAL's module
+    assert any(s.startswith("numpy") for s in strings)
+    assert not [s for s in strings if s.startswith("training")]
+
+
+def test_estimator_alone_fits_the_same_file(tmp_path: Path) -> None:
+    """The CLI fits without the query side; the file must be the one the full model writes."""
+    a, b = tmp_path / "a.pkl.gz", tmp_path / "b.pkl.gz"
+    NgramEstimator().fit(CORPUS, order=3, min_count=1).save(a)
+    model = _fit()
+    model.save(b)
+    loaded = NgramModel.load(a)
+    for context in CONTEXTS:
+        for fragment in FRAGMENTS:
+            assert loaded.predict(context, fragment, 4) == model.predict(context, fragment, 4)
+    assert loaded.discounts == model.discounts
+    assert [loaded.doc_nll(d) for d in CORPUS] == [model.doc_nll(d) for d in CORPUS]
+
+
+def test_cli_fits_and_saves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CORPUS * 3) + "\n", encoding="utf-8")
     out = tmp_path / "runs" / "tri.pkl.gz"
-    assert main(["--corpus", str(corpus), "--out", str(out), "--min-count", "1"]) == 0
+    assert main(["--corpus", str(corpus), "--out", str(out), "--min-count", "1", "--order", "2"]) == 0
     model = NgramModel.load(out)
-    assert model.order == 3 and model.predict("I saw the", "", 1)[0][0] == "cat"
-    assert (
-        main(
-            [
-                "--corpus",
-                str(corpus),
-                "--out",
-                str(out),
-                "--load",
-                "--eval-docs",
-                "3",
-                "--eval-queries",
-                "50",
-            ]
-        )
-        == 0
-    )
+    assert model.order == 2 and model.predict("I saw the", "", 1)[0][0] == "cat"
+    assert model.stats["docs"] == len(CORPUS) * 3
+    assert main(["--corpus", str(corpus), "--out", str(out), "--min-count", "1", "--max-docs", "4"]) == 0
+    assert NgramModel.load(out).stats["docs"] == 4
+    with pytest.raises(SystemExit):  # evaluation is training.evaluate's, not a flag here
+        main(["--corpus", str(corpus), "--out", str(out), "--eval-docs", "3"])
+    assert "unrecognized arguments: --eval-docs" in capsys.readouterr().err
