@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     threads: int = Field(2, ge=1, description="torch intra-op threads")
     precision: Literal["fp32", "fp16"] = Field(
-        "fp16", description="fp16: weights packed at load for fast small-batch CPU steps (model.packing)"
+        "fp16", description="fp16: the artifact's own packed fp16 serving form (pack_fp16), fast small-batch CPU steps"
     )
     prefill_chunk: int = Field(256, ge=1, description="context tokens read per iteration per request")
 

@@ -1,8 +1,10 @@
 """Self-describing TorchScript artifacts: write them, load and verify them.
 
 One ``.pt`` file per backend carries everything the server needs and nothing of the
-training code: the scripted network (``init_state`` / ``prefill`` / ``step``), the
-SentencePiece model and a JSON model card, the last two embedded with ``_extra_files``.
+training code: the scripted network (``init_state`` / ``prefill`` / ``step``, and
+``pack_fp16`` for its fp16 serving form), the SentencePiece model and a JSON model card, the
+last two embedded with ``_extra_files``. Loading runs the TorchScript as exported: this
+module never imports the network's Python source (writing artifacts is :mod:`model.export`).
 The card holds a SHA-256 over the tokenizer bytes, every parameter and the rest of the card
 itself (format 2); loading recomputes it and refuses, with a one-line reason, a file that is
 truncated, whose weights, tokenizer or card were changed, whose weights are not the shape its
@@ -22,14 +24,15 @@ import torch
 from torch import Tensor
 
 from model.decoder import PhraseCalibration
-from model.network import ModelConfig, RNNLanguageModel, count_parameters, rebuild_eager
-from model.packing import packed
 from model.tokenizer import PieceTokenizer
 
 TOKENIZER_FILE = "tokenizer.model"
 CARD_FILE = "card.json"
-FORMAT_VERSION = 2  # 2: the checksum covers the card too (1: tokenizer and weights only)
+# 3: the scripted module carries its fp16 serving form (pack_fp16); 2: the checksum covers the
+# card too; 1: tokenizer and weights only.
+FORMAT_VERSION = 3
 CELLS = ("gru", "lstm")
+PRECISIONS = ("fp32", "fp16")
 
 
 class ArtifactError(ValueError):
@@ -48,9 +51,10 @@ def checksum(tokenizer_bytes: bytes, state_dict: dict[str, Tensor], card: dict[s
     return digest.hexdigest()
 
 
-def sealed(card: dict[str, Any], tokenizer_bytes: bytes, state_dict: dict[str, Tensor]) -> dict[str, Any]:
-    """``card`` (format 2) with the checksum over tokenizer, weights and card."""
-    card = {**card, "format_version": FORMAT_VERSION}
+def sealed(card: dict[str, Any], tokenizer_bytes: bytes, state_dict: dict[str, Tensor],
+           version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """``card`` (format ``version`` >= 2) with the checksum over tokenizer, weights and card."""
+    card = {**card, "format_version": version}
     card.pop("checksum", None)
     return {**card, "checksum": checksum(tokenizer_bytes, state_dict, card)}
 
@@ -72,34 +76,6 @@ def check_shapes(card: dict[str, Any], state_dict: dict[str, Tensor]) -> None:
                             f"({tuple(recurrent[0].shape)})")
 
 
-def script_model(model: torch.nn.Module) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        return torch.jit.script(model.eval())
-
-
-def write_artifact(
-    model: RNNLanguageModel, config: ModelConfig, tokenizer_bytes: bytes, path: str | Path,
-    card_extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Script ``model`` and save it with its tokenizer and card; return the card."""
-    model = model.eval()
-    card = sealed({
-        "config": config.to_dict(),
-        "vocab_size": config.vocab_size,
-        "parameters": count_parameters(model),
-        **(card_extra or {}),
-    }, tokenizer_bytes, model.state_dict())
-    scripted = script_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    extra = {TOKENIZER_FILE: tokenizer_bytes, CARD_FILE: json.dumps(card, indent=2, sort_keys=True)}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.jit.save(scripted, str(path), _extra_files=extra)
-    return card
-
-
 @dataclass
 class LanguageModel:
     """A loaded artifact: scripted network, tokenizer, card and the zero start state."""
@@ -109,7 +85,7 @@ class LanguageModel:
     tokenizer: PieceTokenizer
     card: dict[str, Any]
     path: Path | None = None
-    precision: str = "fp32"  # weights as served: "fp32" (as stored) or "fp16" (packed at load)
+    precision: str = "fp32"  # weights as served: "fp32" (as stored) or "fp16" (the module's pack_fp16)
     zero_state: Tensor = field(init=False)
     phrase_calibration: PhraseCalibration = field(init=False)
 
@@ -124,11 +100,13 @@ class LanguageModel:
 
 
 def load_artifact(path: str | Path, name: str | None = None, precision: str = "fp32") -> LanguageModel:
-    """Load and verify an artifact written by :func:`write_artifact`.
+    """Load and verify an artifact written by :func:`model.export.write_artifact`.
 
-    ``precision="fp16"`` serves the same verified weights packed for fast small-batch CPU
-    inference (:mod:`model.packing`); the file itself is always fp32.
+    ``precision="fp16"`` serves the same verified weights through the module's own
+    ``pack_fp16`` (fbgemm's packed fp16 kernels, fp32 arithmetic); the file is always fp32.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
@@ -164,24 +142,21 @@ def load_artifact(path: str | Path, name: str | None = None, precision: str = "f
     if tokenizer.vocab_size != card.get("vocab_size"):
         raise ArtifactError(f"{path.name}: tokenizer has {tokenizer.vocab_size} pieces, card says "
                             f"{card.get('vocab_size')}")
-    if precision != "fp32":
-        eager = rebuild_eager(ModelConfig(**card["config"]), module.state_dict())
-        module = script_model(packed(eager, precision))
+    if precision == "fp16":
+        if not hasattr(module, "pack_fp16"):
+            raise ArtifactError(f"{path.name}: exported without its fp16 serving form; re-export it with "
+                                "python -m model.export --rescript (or serve it with precision fp32)")
+        module.pack_fp16()
     return LanguageModel(name or card["config"]["cell"], module, tokenizer, card, path, precision)
 
 
 def update_card(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
     """Rewrite an artifact with ``updates`` merged into its card (e.g. evaluation figures)."""
     lm = load_artifact(path)
-    card = sealed({**lm.card, **updates}, lm.tokenizer.model_proto, lm.module.state_dict())
+    version = FORMAT_VERSION if hasattr(lm.module, "pack_fp16") else 2  # the module is saved as it was
+    card = sealed({**lm.card, **updates}, lm.tokenizer.model_proto, lm.module.state_dict(), version)
     extra = {TOKENIZER_FILE: lm.tokenizer.model_proto, CARD_FILE: json.dumps(card, indent=2, sort_keys=True)}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.jit.save(lm.module, str(path), _extra_files=extra)
     return card
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[RNNLanguageModel, ModelConfig]:
-    """Rebuild the eager network from a training checkpoint dictionary."""
-    config = ModelConfig(**ckpt["model_config"])
-    return rebuild_eager(config, ckpt["model"]), config

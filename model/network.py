@@ -13,6 +13,7 @@ knowing which cell produced them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,12 @@ class ModelConfig:
 
 
 class RNNLanguageModel(nn.Module):
-    """Embedding -> GRU/LSTM -> (projection) -> output tied to the embedding."""
+    """Embedding -> GRU/LSTM -> (projection) -> output tied to the embedding.
+
+    The scripted module carries its own serving form: :meth:`pack_fp16` packs the recurrent,
+    projection and output weights as fp16 for fbgemm's small-batch kernels (fp32 arithmetic),
+    inside TorchScript, so a server runs exactly what was exported and never needs this file.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -74,8 +80,10 @@ class RNNLanguageModel(nn.Module):
             else nn.Identity()
         )
         self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
-        # Set only by untie_head(): an inference copy of the tied output as its own Linear.
-        self.head: nn.Module | None = None
+        # The serving form, empty until pack_fp16() (typed in SERVING_FORM_TYPES for TorchScript).
+        self._cells_fp16 = []
+        self._projection_fp16 = None
+        self._head_fp16 = None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -102,12 +110,36 @@ class RNNLanguageModel(nn.Module):
 
     def _recur(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         parts = self._unpack(state)
+        if len(self._cells_fp16) > 0:
+            return self._recur_fp16(x, parts)
         if self.lstm is not None:
             out, (h, c) = self.lstm(x, (parts[0], parts[1]))
             return out, self._pack([h, c])
         assert self.gru is not None
         out, h = self.gru(x, parts[0])
         return out, self._pack([h])
+
+    def _recur_fp16(self, x: Tensor, parts: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """:meth:`_recur` on the packed cells (the calls torch's dynamic-quantized RNNs make)."""
+        if self.lstm is not None:
+            out, h, c = torch.quantized_lstm(x, parts, self._cells_fp16, True, self.num_layers, 0.0, False, False,
+                                             True, dtype=torch.float16, use_dynamic=True)
+            return out, self._pack([h, c])
+        out, h = torch.quantized_gru(x, parts[0], self._cells_fp16, True, self.num_layers, 0.0, False, False, True)
+        return out, self._pack([h])
+
+    def _recur_packed_fp16(self, packed: nn.utils.rnn.PackedSequence, state: Tensor) -> Tensor:
+        """The state after each row's own last token, rows of mixed lengths, on the packed cells."""
+        sorted_indices, unsorted_indices = packed.sorted_indices, packed.unsorted_indices
+        assert sorted_indices is not None and unsorted_indices is not None
+        parts = [p.index_select(1, sorted_indices) for p in self._unpack(state)]
+        if self.lstm is not None:
+            _, h, c = torch.quantized_lstm(packed.data, packed.batch_sizes, parts, self._cells_fp16, True,
+                                           self.num_layers, 0.0, False, False, dtype=torch.float16, use_dynamic=True)
+            return self._pack([h.index_select(1, unsorted_indices), c.index_select(1, unsorted_indices)])
+        _, h = torch.quantized_gru(packed.data, packed.batch_sizes, parts[0], self._cells_fp16, True,
+                                   self.num_layers, 0.0, False, False)
+        return self._pack([h.index_select(1, unsorted_indices)])
 
     def _recur_ragged(self, x: Tensor, lengths: Tensor, state: Tensor) -> Tensor:
         """Run rows of different lengths; return each row's state after its own last token.
@@ -121,6 +153,8 @@ class RNNLanguageModel(nn.Module):
             _, new_state = self._recur(x[:, : int(lengths[0])], state)
             return new_state
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        if len(self._cells_fp16) > 0:
+            return self._recur_packed_fp16(packed, state)
         parts = self._unpack(state)
         if self.lstm is not None:
             _, (h, c) = self.lstm(packed, (parts[0], parts[1]))
@@ -132,23 +166,42 @@ class RNNLanguageModel(nn.Module):
     # ----------------------------------------------------------------- heads
     def logits(self, hidden: Tensor) -> Tensor:
         """Hidden states [..., H] -> vocabulary logits [..., V] via the tied embedding."""
-        if self.head is not None:
-            return self.head(self.projection(hidden))
+        head = self._head_fp16
+        if head is not None:
+            projection = self._projection_fp16
+            if projection is not None:
+                hidden = torch.ops.quantized.linear_dynamic_fp16(hidden, projection)
+            return torch.ops.quantized.linear_dynamic_fp16(hidden, head)
         return F.linear(self.projection(hidden), self.embedding.weight, self.output_bias)
 
-    def untie_head(self) -> None:
-        """Copy the tied output weights into an ``nn.Linear`` of their own (inference only).
+    # ----------------------------------------------------------------- serving form
+    @torch.jit.export
+    def pack_fp16(self) -> None:
+        """Serve from fp16-packed weights (inference only; the parameters stay as they are).
 
-        Weight-packing backends (:mod:`model.packing`) rewrite ``nn.Linear`` modules; the tied
-        output is a plain ``F.linear`` over the embedding, so it needs its own module first.
-        The copy is no longer tied: do not train after this.
+        On a serving CPU at small batches a step is bound by reading weights; fbgemm's packed
+        fp16 kernels read half the bytes. Activations stay fp32 and each row is computed on
+        its own, so a row's answer does not depend on what it is batched with. The output
+        layer gets its own packed copy of the tied embedding (the embedding lookup stays fp32).
         """
-        vocab, emb = self.embedding.weight.shape
-        head = nn.Linear(emb, vocab)
-        with torch.no_grad():
-            head.weight.copy_(self.embedding.weight)
-            head.bias.copy_(self.output_bias)
-        self.head = head
+        if self.lstm is not None:
+            weights = self.lstm._flat_weights
+        else:
+            assert self.gru is not None
+            weights = self.gru._flat_weights
+        cells: list[torch.classes.rnn.CellParamsBase] = []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = weights[4 * layer], weights[4 * layer + 1], weights[4 * layer + 2], \
+                weights[4 * layer + 3]
+            assert w_ih is not None and w_hh is not None and b_ih is not None and b_hh is not None
+            cells.append(torch.ops.quantized.make_quantized_cell_params_fp16(
+                torch.ops.quantized.linear_prepack_fp16(w_ih.detach(), b_ih.detach()),
+                torch.ops.quantized.linear_prepack_fp16(w_hh.detach(), b_hh.detach())))
+        if hasattr(self.projection, "weight"):  # resolved when scripting: an nn.Identity has none
+            self._projection_fp16 = torch.ops.quantized.linear_prepack_fp16(self.projection.weight.detach(), None)
+        self._head_fp16 = torch.ops.quantized.linear_prepack_fp16(self.embedding.weight.detach(),
+                                                                 self.output_bias.detach())
+        self._cells_fp16 = cells
 
     def log_probs_from_state(self, state: Tensor) -> Tensor:
         """Next-piece log-probabilities [B, V] from a packed state (top layer's h)."""
@@ -185,6 +238,16 @@ class RNNLanguageModel(nn.Module):
         x = self.embedding(tokens.unsqueeze(1))
         _, new_state = self._recur(x, state)
         return self.log_probs_from_state(new_state), new_state
+
+
+# TorchScript reads attribute types from the class's annotations, and needs the objects themselves
+# (``from __future__ import annotations`` would leave strings it cannot resolve).
+SERVING_FORM_TYPES = {
+    "_cells_fp16": list[torch.classes.rnn.CellParamsBase],
+    "_projection_fp16": Optional[torch.classes.quantized.LinearPackedParamsBase],  # noqa: UP045 -- not a type
+    "_head_fp16": Optional[torch.classes.quantized.LinearPackedParamsBase],  # noqa: UP045
+}
+RNNLanguageModel.__annotations__ = {**RNNLanguageModel.__annotations__, **SERVING_FORM_TYPES}
 
 
 def rebuild_eager(config: ModelConfig, state_dict: dict[str, Tensor]) -> RNNLanguageModel:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from model.artifact import LanguageModel, model_from_checkpoint, script_model
+from model.artifact import LanguageModel
+from model.export import model_from_checkpoint, script_model
 from model.tokenizer import PieceTokenizer
 from training.evaluate import evaluate_neural, load_docs
 

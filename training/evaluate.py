@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-ksr", action="store_true", help="skip keystroke savings (faster)")
     parser.add_argument("--beam", type=int, help=f"next-word beam width (default {DecodeOptions.beam}, the server's)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
-                        help="weights as the server would hold them (fp16: packed at load, as served by default)")
+                        help="weights as the server would hold them (fp16: the artifact's serving form, the default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)

@@ -10,7 +10,8 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from model.artifact import ArtifactError, load_artifact, write_artifact
+from model.artifact import ArtifactError, load_artifact
+from model.export import write_artifact
 from model.network import ModelConfig, RNNLanguageModel
 
 

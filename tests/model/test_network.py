@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.artifact import script_model
+from model.export import script_model
 from model.network import ModelConfig, RNNLanguageModel, count_parameters
 
 CELLS = ("gru", "lstm")
