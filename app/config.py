@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import model
+from model.suggest import DecodeOptions
 
 ARTIFACTS = Path(model.__file__).resolve().parent / "artifacts"
 #: The model of a request that names none, when served: nextword writes e-mail first.
@@ -53,13 +54,15 @@ class Settings(BaseSettings):
     precision: Literal["fp32", "fp16"] = Field(
         "fp16", description="fp16: the artifact's own packed fp16 serving form (pack_fp16), fast small-batch CPU steps"
     )
-    prefill_chunk: int = Field(256, ge=1, description="context tokens read per iteration per request")
+    prefill_chunk: int = Field(
+        DecodeOptions.prefill_chunk, ge=1, description="context tokens read per iteration per request"
+    )
 
-    # Decoding
-    beam: int = Field(6, ge=1, le=64, description="next-word beam width (6 ranks as well as 8 here)")
-    phrase_beam: int = Field(4, ge=1, le=32)
+    # Decoding: the defaults are model.suggest.DecodeOptions', shared with the evaluators.
+    beam: int = Field(DecodeOptions.beam, ge=1, le=64, description="next-word beam width")
+    phrase_beam: int = Field(DecodeOptions.phrase_beam, ge=1, le=32)
     completion_threshold: float = Field(
-        0.4, ge=0.0, le=1.0,
+        DecodeOptions.completion_threshold, ge=0.0, le=1.0,
         description="show a phrase when P(the writer types exactly it) reaches this (calibrated per model; 0.4 is where"
         " the GRU e-mail model's ExactMatch reaches 55% on the dev split, docs/models.md)",
     )

@@ -166,10 +166,10 @@ def next_words(
     tok: PieceTokenizer,
     logp: Tensor,
     state: Tensor,
-    fragment: str = "",
-    require_space: bool = True,
-    k: int = 3,
-    beam: int = 8,
+    fragment: str,
+    require_space: bool,
+    k: int,
+    beam: int,
     max_pieces: int = 10,
     memo: StepMemo | None = None,
 ) -> Decoding[NextWords]:
@@ -262,10 +262,10 @@ def phrase_candidates(
     tok: PieceTokenizer,
     logp: Tensor,
     state: Tensor,
-    fragment: str = "",
-    require_space: bool = True,
-    max_words: int = 5,
-    beam: int = 4,
+    fragment: str,
+    require_space: bool,
+    max_words: int,
+    beam: int,
     memo: StepMemo | None = None,
     min_logp: float = NEG_INF,
 ) -> Decoding[list[PhraseCandidate]]:
@@ -354,13 +354,13 @@ def complete_phrase(
     tok: PieceTokenizer,
     logp: Tensor,
     state: Tensor,
-    fragment: str = "",
-    require_space: bool = True,
-    max_words: int = 5,
-    beam: int = 4,
-    memo: StepMemo | None = None,
-    calibration: PhraseCalibration | None = None,
-    threshold: float = 0.0,
+    fragment: str,
+    require_space: bool,
+    max_words: int,
+    beam: int,
+    memo: StepMemo | None,
+    calibration: PhraseCalibration,
+    threshold: float,
 ) -> Decoding[tuple[str, float] | None]:
     """The phrase to show ``(surface text, confidence)``, or ``None`` if no phrase finished.
 
@@ -368,7 +368,6 @@ def complete_phrase(
     fragment; the caller strips what the user already typed. ``confidence`` is the calibrated
     probability that the writer types exactly this text next (see :class:`PhraseCalibration`).
     """
-    calibration = calibration or PhraseCalibration()
     min_logp = calibration.min_logp(threshold, max_words)
     candidates = yield from phrase_candidates(tok, logp, state, fragment, require_space, max_words, beam, memo,
                                               min_logp)

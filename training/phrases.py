@@ -42,7 +42,7 @@ from model.artifact import LanguageModel, load_artifact, update_card
 from model.batching import Decoding, drive_stream
 from model.decoder import PhraseCalibration, PhraseCandidate, choose_phrase, phrase_candidates
 from model.prefix_cache import PrefixStateCache
-from model.suggest import context_state, prompt_parts
+from model.suggest import DecodeOptions, context_state, prompt_parts
 from model.text import WORD_CHARS, WORD_RE
 from training.evaluate import load_docs
 
@@ -94,7 +94,7 @@ def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: i
     return found
 
 
-def collect(lm: LanguageModel, docs: list[str], max_words: int = 5, beam: int = 4,
+def collect(lm: LanguageModel, docs: list[str], max_words: int = 5, beam: int = DecodeOptions.phrase_beam,
             batch_docs: int = 64) -> list[list[Observed]]:
     """Candidates at every boundary of ``docs`` (documents batched as the evaluator does)."""
     cache = PrefixStateCache(256 * 1024 * 1024)
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-docs", type=int, default=None, help="documents of the eval split (default all)")
     parser.add_argument("--fit-corpus", default=None, help="another corpus to fit on (default --corpus)")
     parser.add_argument("--max-words", type=int, default=5)
-    parser.add_argument("--beam", type=int, default=4)
+    parser.add_argument("--beam", type=int, default=DecodeOptions.phrase_beam, help="the server's by default")
     parser.add_argument("--threshold", type=float, default=None, help="default: chosen on the fit split")
     parser.add_argument("--target-exact-match", type=float, default=0.55)
     parser.add_argument("--fit-seed", type=int, default=1, help="sample seed of the fit documents")

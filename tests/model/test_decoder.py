@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from model.batching import drive
-from model.decoder import complete_phrase, next_words
-from model.suggest import suggest
+from model.decoder import PhraseCalibration, complete_phrase, next_words
+from model.suggest import DecodeOptions, suggest
 from model.text import WORD_RE
 from model.tokenizer import PieceTokenizer
+
+SHOW_ANY_PHRASE = DecodeOptions(completion_threshold=0.0)  # the phrase's shape is under test, not the threshold
 
 
 class BigramModule:
@@ -143,7 +145,8 @@ def test_word_must_follow_a_space_unless_attached(gru_lm) -> None:
 
 def test_phrase_completion_stops_at_punctuation_or_word_budget(gru_lm) -> None:
     for max_words in (1, 2, 5):
-        result = drive(gru_lm.module, [suggest(gru_lm, "I think the movie was ", 3, max_words)])[0]
+        prompt = "I think the movie was "
+        result = drive(gru_lm.module, [suggest(gru_lm, prompt, 3, max_words, options=SHOW_ANY_PHRASE)])[0]
         assert result.completion is not None
         text, confidence = result.completion
         assert 0 < confidence <= 1
@@ -158,7 +161,7 @@ def test_phrase_completion_stops_at_punctuation_or_word_budget(gru_lm) -> None:
 
 
 def test_phrase_completion_continues_the_typed_fragment(gru_lm) -> None:
-    result = drive(gru_lm.module, [suggest(gru_lm, "I think the mo", 3, 3)])[0]
+    result = drive(gru_lm.module, [suggest(gru_lm, "I think the mo", 3, 3, options=SHOW_ANY_PHRASE)])[0]
     assert result.completion is not None
     full = "mo" + result.completion[0]
     first_word = WORD_RE.match(full).group(0)
@@ -169,13 +172,13 @@ def test_phrase_completion_continues_the_typed_fragment(gru_lm) -> None:
 def test_phrase_search_returns_none_without_finished_hypotheses(tok: PieceTokenizer) -> None:
     module = BigramModule(tok.vocab_size)
     logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
-    out = run(module, complete_phrase(tok, logp, state, "zzzq", True, 2, 2))
+    out = run(module, complete_phrase(tok, logp, state, "zzzq", True, 2, 2, None, PhraseCalibration(), 0.0))
     assert out is None  # no piece can spell the fragment: nothing to propose
 
 
 def test_phrase_confidence_is_the_calibrated_sequence_probability(tok: PieceTokenizer) -> None:
     """With the identity calibration the shown phrase's confidence is exactly P(its pieces, then its end)."""
-    from model.decoder import PhraseCalibration, phrase_candidates
+    from model.decoder import phrase_candidates
 
     module = BigramModule(tok.vocab_size, seed=3)
     logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
