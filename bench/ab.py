@@ -30,9 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import LoadConfig, merged_status_counts, run_load
+from bench import REPO
+from bench.configs import Target, nextword_env
+from bench.loadgen import run_load
+from bench.openloop import LoadConfig
+from bench.provenance import git_info, machine_info
+from bench.run_summary import merged_status_counts
+from bench.servers import app_server, free_port
 from bench.stats import rounded, summarize
-from bench.sweep import REPO, ServerProcess, Target, free_port, git_info, machine_info, nextword_env, pinned
 from bench.workloads import load_documents
 
 log = logging.getLogger("bench.ab")
@@ -85,9 +90,8 @@ def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], durat
     port = free_port()
     target = Target(server="nextword", backend=backend, workload=workload, batching=True, cache=True)
     env = nextword_env(target, port, threads=1, extra=arm.env)
-    url = f"http://127.0.0.1:{port}"
-    server = ServerProcess(pinned([sys.executable, "-m", "app"], server_cpus), env, url, "/readyz",
-                           log_dir / f"{arm.name}.log", arm.name, cwd=arm.directory)
+    server = app_server(env, port, log_dir / f"{arm.name}.log", arm.name, server_cpus, cwd=arm.directory)
+    url = server.base_url
     out: dict[float, dict[str, Any]] = {}
     with server:
         for rate in rates:

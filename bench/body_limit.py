@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.servers import app_server, free_port, inherited_env
 from bench.stats import percentiles
-from bench.sweep import ServerProcess, free_port
 
 MIB = 1 << 20
 
@@ -62,14 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         result = measure(args.url, args.rounds)
     else:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}
-        env.update(NEXTWORD_PORT=str(port), NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
-        out = Path(args.out)
-        with ServerProcess([sys.executable, "-m", "app"], env, url, "/readyz", out.with_suffix(".server.log"),
-                           "nextword"):
-            result = measure(url, args.rounds)
+        env = inherited_env()
+        env.update(NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
+        server = app_server(env, free_port(), Path(args.out).with_suffix(".server.log"), "nextword")
+        with server:
+            result = measure(server.base_url, args.rounds)
     result["command"] = "python -m bench.body_limit " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

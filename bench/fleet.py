@@ -37,9 +37,12 @@ from typing import Any
 
 import httpx
 
-from bench.loadgen import LoadConfig, run_load
+from bench import REPO
+from bench.loadgen import run_load
+from bench.openloop import LoadConfig
+from bench.server_metrics import metrics_delta, scrape_metrics
+from bench.servers import ServerProcess, app_server, free_port, inherited_env
 from bench.stats import percentiles
-from bench.sweep import REPO, ServerProcess, free_port, metrics_delta, pinned, scrape_metrics
 from bench.workloads import MEAN_KEYSTROKE_GAP_S, load_documents
 
 log = logging.getLogger("bench.fleet")
@@ -79,12 +82,11 @@ class Fleet:
                                    self.url, "/readyz", workdir / "nginx.log", "nginx")
 
     def _replica(self, i: int) -> ServerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}
-        env.update(NEXTWORD_MODELS=f"{self.model}=model/artifacts/{self.model}.pt", NEXTWORD_PORT=str(self.ports[i]),
-                   NEXTWORD_THREADS="1", NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
+        env = inherited_env()
+        env.update(NEXTWORD_MODELS=f"{self.model}=model/artifacts/{self.model}.pt", NEXTWORD_THREADS="1",
+                   NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
         cpus = str(i % (os.cpu_count() or 1))
-        return ServerProcess(pinned([sys.executable, "-m", "app"], cpus), env, f"http://127.0.0.1:{self.ports[i]}",
-                             "/readyz", self.workdir / f"replica-{i}.log", f"replica-{i}")
+        return app_server(env, self.ports[i], self.workdir / f"replica-{i}.log", f"replica-{i}", cpus)
 
     def __enter__(self) -> Fleet:
         for s in self.servers:

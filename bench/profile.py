@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import datetime as dt
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +36,13 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.configs import Target, nextword_env
+from bench.loadgen import run_load
+from bench.openloop import LoadConfig
+from bench.provenance import git_info, machine_info, utc_now
+from bench.servers import app_server, free_port, pin_this_process, pinned
+from bench.workloads import load_documents
 
 log = logging.getLogger(__name__)
 
@@ -128,27 +133,20 @@ def record(pid: int, seconds: float, rate_hz: int, out: Path, cpus: str | None) 
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     argv = [exe, "record", "--pid", str(pid), "--rate", str(rate_hz), "--duration", str(round(seconds)),
             "--format", "raw", "--nonblocking", "--output", str(out)]
-    if cpus and shutil.which("taskset"):
-        argv = ["taskset", "-c", cpus, *argv]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(pinned(argv, cpus), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def profile(opts: argparse.Namespace) -> dict[str, Any]:
-    from bench.loadgen import LoadConfig, run_load
-    from bench.sweep import ServerProcess, Target, free_port, git_info, machine_info, nextword_env, pinned
-    from bench.workloads import load_documents
-
-    if opts.generator_cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(c) for c in opts.generator_cpus.split(",")})
+    pin_this_process(opts.generator_cpus)
     docs = load_documents(opts.corpus, opts.max_docs)
     target = Target("nextword", opts.backend, "cold")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = nextword_env(target, port, opts.threads)
     logdir = Path(tempfile.mkdtemp(prefix="nextword-profile-"))
-    argv = pinned([sys.executable, "-m", "app"], opts.server_cpus)
     stacks_path = Path(opts.stacks) if opts.stacks else logdir / "stacks.txt"
-    with ServerProcess(argv, env, url, "/readyz", logdir / "server.log", f"nextword-{opts.backend}") as server:
+    server = app_server(env, port, logdir / "server.log", f"nextword-{opts.backend}", opts.server_cpus)
+    url = server.base_url
+    with server:
         assert server.proc is not None
         cfg = LoadConfig(url=url, model=opts.backend, workload="cold", rate=opts.rate, duration=opts.seconds,
                          warmup=opts.warmup, seed=opts.seed, corpus=opts.corpus, max_docs=opts.max_docs,
@@ -169,7 +167,7 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
     summary = summarize_samples(parse_collapsed(stacks_path.read_text().splitlines()), opts.rate_hz, opts.seconds)
     return {
         "command": "python -m bench.profile " + " ".join(opts.argv),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "git": git_info(),
         "machine": machine_info(),
         "backend": opts.backend,

@@ -19,25 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.servers import app_server, free_port
 from bench.stats import percentiles
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _prefixes(corpus: str | None, n: int, words: int, seed: int) -> list[tuple[str, str]]:
@@ -135,28 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="write the JSON result here")
     args = parser.parse_args(argv)
     prefixes = _prefixes(args.corpus, max(args.n, 64), args.words, args.seed)
-    proc = None
-    url = args.url
-    if url is None:
-        port = _free_port()
-        env = {**os.environ, "NEXTWORD_PORT": str(port), "NEXTWORD_LOG_LEVEL": "warning",
-               "NEXTWORD_DRAIN_GRACE_S": "0"}
-        proc = subprocess.Popen([sys.executable, "-m", "app"], env=env)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-    try:
+    with contextlib.ExitStack() as stack:
+        url = args.url
+        if url is None:
+            # The bundled models with their default settings (inherited NEXTWORD_* variables apply).
+            env = {**os.environ, "NEXTWORD_LOG_LEVEL": "warning", "NEXTWORD_DRAIN_GRACE_S": "0"}
+            log_path = Path(tempfile.mkdtemp(prefix="nextword-serve-latency-")) / "server.log"
+            url = stack.enter_context(app_server(env, free_port(), log_path, "nextword")).base_url
         result = asyncio.run(measure(url, args.models.split(","), prefixes[: args.n], args.gap_ms))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
     result["_run"] = {"command": "python -m bench.serve_latency " + " ".join(argv or sys.argv[1:]),
                       "n": args.n, "words": args.words, "gap_ms": args.gap_ms}
     text = json.dumps(result, indent=2)

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import random
 import sys
 import time
@@ -33,8 +32,8 @@ from typing import Any
 
 import httpx
 
+from bench.servers import app_server, free_port, inherited_env
 from bench.stats import percentiles
-from bench.sweep import ServerProcess, free_port, pinned
 from bench.workloads import load_documents, typing_start, word_lists, word_prefix
 
 log = logging.getLogger("bench.soak")
@@ -223,14 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="JSON result; the RSS plot goes next to it (.png)")
     args = p.parse_args(argv)
     docs = load_documents(args.corpus, args.max_docs)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}
-    env.update(NEXTWORD_PORT=str(port), NEXTWORD_THREADS=str(args.threads), NEXTWORD_LOG_LEVEL="warning",
-               NEXTWORD_DRAIN_GRACE_S="0")
-    argv_server = pinned([sys.executable, "-m", "app"], args.server_cpus or None)
+    env = inherited_env()
+    env.update(NEXTWORD_THREADS=str(args.threads), NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
     out = Path(args.out)
-    with ServerProcess(argv_server, env, url, "/readyz", out.with_suffix(".server.log"), "nextword") as server:
+    server = app_server(env, free_port(), out.with_suffix(".server.log"), "nextword", args.server_cpus or None)
+    url = server.base_url
+    with server:
         assert server.proc is not None
         models = [m["name"] for m in httpx.get(url + "/v1/models", timeout=10).json()["models"]]
         log.info("soak: %s at %.1f req/s for %.1f min over %s", url, args.rate, args.minutes, models)

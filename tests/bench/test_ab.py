@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench import REPO
 from bench.ab import Arm, ok_latencies, parse_arm, rotated
-from bench.loadgen import merged_status_counts
+from bench.run_summary import merged_status_counts
 from bench.stats import summarize
-from bench.sweep import REPO
 
 
 def test_parse_arm_reads_directory_and_settings() -> None:

@@ -1,4 +1,4 @@
-"""Tests of the open-loop load generator (bench.loadgen, bench.workloads, bench.stats).
+"""Tests of the open-loop load generator (bench.loadgen, .openloop, .run_summary, .workloads, .stats).
 
 The timing tests run the generator against a deliberately slow fake HTTP server (raw
 asyncio, its own thread and event loop, 127.0.0.1, a free port) and check the two
@@ -15,7 +15,6 @@ import asyncio
 import itertools
 import json
 import random
-import socket
 import sys
 import threading
 import time
@@ -27,7 +26,10 @@ from pathlib import Path
 import pytest
 
 from bench import loadgen
-from bench.loadgen import LoadConfig, format_summary, run_load
+from bench.loadgen import run_load
+from bench.openloop import LoadConfig
+from bench.run_summary import format_summary
+from bench.servers import free_port
 from bench.stats import nearest_rank, percentiles, summarize
 from bench.texts import BUILTIN_PARAGRAPHS
 from bench.workloads import (
@@ -168,12 +170,6 @@ def _run(server_url: str, **overrides: object) -> dict:
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return asyncio.run(run_load(cfg))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- percentiles
@@ -383,7 +379,7 @@ def test_503_with_retry_after_and_connection_errors_are_counted() -> None:
     assert result["overload"]["retry_after_values"] == {"1": 10}
     assert result["latency_ms"]["count"] == 20 and result["latency_ms_ok"]["count"] == 10
 
-    dead = _run(f"http://127.0.0.1:{_free_port()}", rate=20, duration=0.1)
+    dead = _run(f"http://127.0.0.1:{free_port()}", rate=20, duration=0.1)
     assert dead["status_counts"] == {"connect_error": 2}
     assert dead["latency_ms_ok"]["count"] == 0 and dead["latency_ms_ok"]["p99"] is None
     assert "connect_error=2" in format_summary(dead)
