@@ -41,7 +41,7 @@ from bench import REPO
 from bench.loadgen import run_load
 from bench.openloop import LoadConfig
 from bench.server_metrics import metrics_delta, scrape_metrics
-from bench.servers import ServerProcess, app_server, free_port, inherited_env
+from bench.servers import ServerProcess, app_server, cpu_seconds, free_port, inherited_env
 from bench.stats import percentiles
 from bench.workloads import MEAN_KEYSTROKE_GAP_S, load_documents
 
@@ -70,8 +70,8 @@ def render_nginx(ports: list[int], listen: int, workdir: Path, routing: str) -> 
 class Fleet:
     """N replicas (one core each) and nginx in front."""
 
-    def __init__(self, replicas: int, model: str, routing: str, workdir: Path) -> None:
-        self.model, self.routing, self.workdir = model, routing, workdir
+    def __init__(self, replicas: int, model: str, routing: str, workdir: Path, cache_bytes: int | None = None) -> None:
+        self.model, self.routing, self.workdir, self.cache_bytes = model, routing, workdir, cache_bytes
         self.ports = [free_port() for _ in range(replicas)]
         self.listen = free_port()
         self.url = f"http://127.0.0.1:{self.listen}"
@@ -85,6 +85,8 @@ class Fleet:
         env = inherited_env()
         env.update(NEXTWORD_MODELS=f"{self.model}=model/artifacts/{self.model}.pt", NEXTWORD_THREADS="1",
                    NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
+        if self.cache_bytes is not None:
+            env["NEXTWORD_CACHE_BYTES"] = str(self.cache_bytes)
         cpus = str(i % (os.cpu_count() or 1))
         return app_server(env, self.ports[i], self.workdir / f"replica-{i}.log", f"replica-{i}", cpus)
 
@@ -105,6 +107,10 @@ class Fleet:
             for s in self.servers:
                 totals.update(scrape_metrics(client, s.base_url))
         return dict(totals)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the replicas have used so far, all together."""
+        return sum(cpu_seconds(s.proc.pid) or 0.0 for s in self.servers if s.proc is not None)
 
     def owners(self, sessions: list[str]) -> dict[str, str | None]:
         """Which replica nginx sends each session to (one probe request each)."""
@@ -128,15 +134,20 @@ def typing_run(url: str, model: str, rate: float, seconds: float, docs: list[str
 
 def routing_ladder(args: argparse.Namespace, docs: list[str], routing: str) -> dict[str, Any]:
     points = []
-    with tempfile.TemporaryDirectory() as tmp, Fleet(args.replicas, args.model, routing, Path(tmp)) as fleet:
+    with tempfile.TemporaryDirectory() as tmp, \
+            Fleet(args.replicas, args.model, routing, Path(tmp), args.cache_bytes) as fleet:
         for rate in args.rates:
-            before = fleet.cache_counts()
+            before, cpu_before = fleet.cache_counts(), fleet.cpu_seconds()
             result = typing_run(fleet.url, args.model, rate, args.duration, docs, args.seed)
+            cpu = fleet.cpu_seconds() - cpu_before
             delta = metrics_delta(before, fleet.cache_counts())
             lat = result["latency_ms_ok"]
+            answered = result["status_counts"].get("200", 0)
             point = {"rate": rate, "ok_rps": result["throughput"]["ok_rps"], "p50_ms": lat.get("p50"),
                      "p99_ms": lat.get("p99"), "statuses": result["status_counts"],
-                     "cache_hit_rate": delta.get("cache_hit_rate")}
+                     "cache_hit_rate": delta.get("cache_hit_rate"),
+                     # warm-up requests included on both sides: the replicas' CPU over every 200
+                     "replica_cpu_ms_per_request": round(1000 * cpu / answered, 2) if answered else None}
             log.info("%s %s", routing, point)
             points.append(point)
     ok = [p for p in points if p["p99_ms"] is not None and p["p99_ms"] <= args.slo_ms
@@ -218,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kill-rate", type=float, default=30.0)
     p.add_argument("--kill-seconds", type=float, default=30.0)
     p.add_argument("--skip", default="", help="comma list of: routing, kill")
+    p.add_argument("--cache-bytes", type=int, default=None,
+                   help="each replica's NEXTWORD_CACHE_BYTES (default: the server's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)

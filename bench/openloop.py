@@ -165,8 +165,9 @@ def _avoid_failed_sniffio_imports() -> None:
     httpcore 1.0.x imports the optional ``sniffio`` inside ``current_async_library()``,
     called several times per request; anyio >= 4.11 no longer installs sniffio, and
     Python does not cache failed imports, so every call rescans ``sys.path``, which adds
-    milliseconds of CPU to each request and caps the generator's rate. A ``None`` entry in ``sys.modules`` is Python's negative import cache:
-    the import still fails (httpcore falls back to asyncio, as before), just instantly.
+    milliseconds of CPU to each request and caps the generator's rate. A ``None`` entry in
+    ``sys.modules`` is Python's negative import cache: the import still fails (httpcore falls
+    back to asyncio), just instantly.
     See encode/httpcore discussion #1102 / PR #1103. Installing sniffio also fixes it.
     """
     if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bench import REPO, servers
-from bench.servers import ServerProcess, app_server, free_port, inherited_env, litserve_server, parse_cpus, pinned
+from bench.servers import (
+    ServerProcess,
+    app_server,
+    cpu_seconds,
+    free_port,
+    inherited_env,
+    litserve_server,
+    parse_cpus,
+    pinned,
+)
 
 
 def test_parse_cpus() -> None:
@@ -70,3 +81,15 @@ def test_a_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
                            "bad")
     with pytest.raises(RuntimeError, match=r"bad exited with 3:\nno model here"):
         server.start(timeout=30)
+
+
+def test_cpu_seconds_reads_a_process_cpu_time_and_none_once_gone():
+    before = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # burn 0.3 s of CPU
+        pass
+    after = cpu_seconds(os.getpid())
+    assert before is not None and after is not None and after - before >= 0.2
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert cpu_seconds(child.pid) is None
