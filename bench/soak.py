@@ -1,7 +1,10 @@
 """Soak: a long mixed load at a fixed rate, with the server's memory sampled every second.
 
-    python -m bench.soak --minutes 10 --rate 40 --corpus ../shared/data/aeslc-enron-email.jsonl.gz \
+    python -m bench.soak --minutes 10 --corpus ../shared/data/aeslc-enron-email.jsonl.gz \
         --out bench/results/soak.json
+
+Without ``--rate`` it first offers the mix far beyond capacity (``--probe-rate``) to a fresh
+server for ``--probe-seconds`` and soaks at ``--load-share`` (70%) of the rate it answered.
 
 Starts ``python -m app`` with the bundled models (all four, as served by default), pinned to
 ``--server-cpus``, and sends an open-loop Poisson mix: cold prefixes, typing keystrokes,
@@ -208,12 +211,31 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def saturation_probe(env: dict[str, str], out: Path, args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
+    """The mix offered far beyond capacity on a fresh server: valid requests answered 200 per second."""
+    server = app_server(env, free_port(), out.with_suffix(".probe.log"), "nextword-probe", args.server_cpus or None)
+    with server:
+        assert server.proc is not None
+        models = [m["name"] for m in httpx.get(server.base_url + "/v1/models", timeout=10).json()["models"]]
+        raw = asyncio.run(soak(server.base_url, server.proc.pid, args.probe_rate, args.probe_seconds, docs, models,
+                               args.seed + 1))
+    answered = sum(counts.get("200", 0) for kind, counts in raw["statuses"].items() if kind != "hostile")
+    sent = sum(sum(counts.values()) for kind, counts in raw["statuses"].items() if kind != "hostile")
+    return {"offered_per_s": args.probe_rate, "seconds": args.probe_seconds, "valid_sent": sent,
+            "answered_per_s": round(answered / args.probe_seconds, 1),
+            "statuses": raw["statuses"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--rate", type=float, required=True, help="requests per second (e.g. 70%% of saturation)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="requests per second; default: --load-share of the rate a saturation probe measures")
+    p.add_argument("--load-share", type=float, default=0.7, help="share of the saturating rate to soak at")
+    p.add_argument("--probe-rate", type=float, default=300.0, help="offered rate of the saturation probe")
+    p.add_argument("--probe-seconds", type=float, default=20.0)
     p.add_argument("--corpus", default=None, help="held-out documents (its test split)")
     p.add_argument("--max-docs", type=int, default=500)
     p.add_argument("--server-cpus", default="0", help="taskset list for the server ('' to not pin)")
@@ -225,14 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     env = inherited_env()
     env.update(NEXTWORD_THREADS=str(args.threads), NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
     out = Path(args.out)
+    probe: dict[str, Any] | None = None
+    rate = args.rate
+    if rate is None:
+        probe = saturation_probe(env, out, args, docs)
+        rate = round(args.load_share * probe["answered_per_s"], 1)
+        log.info("saturation probe: %s; soaking at %.1f req/s", probe, rate)
     server = app_server(env, free_port(), out.with_suffix(".server.log"), "nextword", args.server_cpus or None)
     url = server.base_url
     with server:
         assert server.proc is not None
         models = [m["name"] for m in httpx.get(url + "/v1/models", timeout=10).json()["models"]]
-        log.info("soak: %s at %.1f req/s for %.1f min over %s", url, args.rate, args.minutes, models)
-        raw = asyncio.run(soak(url, server.proc.pid, args.rate, args.minutes * 60, docs, models, args.seed))
-    summary = {**summarize(raw, args.rate, args.minutes * 60), "models": models,
+        log.info("soak: %s at %.1f req/s for %.1f min over %s", url, rate, args.minutes, models)
+        raw = asyncio.run(soak(url, server.proc.pid, rate, args.minutes * 60, docs, models, args.seed))
+    summary = {**summarize(raw, rate, args.minutes * 60), "models": models, "saturation_probe": probe,
                "command": "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))
