@@ -40,6 +40,7 @@ import httpx
 from bench import REPO
 from bench.loadgen import run_load
 from bench.openloop import LoadConfig
+from bench.run_summary import answered_all
 from bench.server_metrics import metrics_delta, scrape_metrics
 from bench.servers import ServerProcess, app_server, cpu_seconds, free_port, inherited_env
 from bench.stats import percentiles
@@ -142,7 +143,7 @@ def routing_ladder(args: argparse.Namespace, docs: list[str], routing: str) -> d
             cpu = fleet.cpu_seconds() - cpu_before
             delta = metrics_delta(before, fleet.cache_counts())
             lat = result["latency_ms_ok"]
-            answered = result["status_counts"].get("200", 0)
+            answered = answered_all(result)
             point = {"rate": rate, "ok_rps": result["throughput"]["ok_rps"], "p50_ms": lat.get("p50"),
                      "p99_ms": lat.get("p99"), "statuses": result["status_counts"],
                      "cache_hit_rate": delta.get("cache_hit_rate"),

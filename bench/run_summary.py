@@ -217,3 +217,9 @@ def write_result(result: Mapping[str, Any], path: str | Path) -> None:
         compact = json.dumps(result["samples"], separators=(",", ":"))
         text = text[: text.rstrip().rfind("}")].rstrip() + f',\n  "samples": {compact}\n}}'
     Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def answered_all(result: Mapping[str, Any]) -> int:
+    """200s of a run, warm-up included: every answer the server spent CPU on during it."""
+    measured, warmup = result.get("status_counts", {}), result.get("status_counts_warmup", {})
+    return int(measured.get("200", 0)) + int(warmup.get("200", 0))

@@ -82,12 +82,14 @@ from bench.configs import (
 )
 from bench.overload import default_deadline_ms, overload_runs, saturation_probe, summarize_overload
 from bench.provenance import git_info, machine_info, model_facts, package_versions, utc_now
+from bench.run_summary import answered_all
 from bench.runs import point_summary, run_point, settle
 from bench.server_metrics import metrics_delta, scrape_metrics
 from bench.servers import (
     ServerProcess,
     app_server,
     can_pin,
+    cpu_seconds,
     free_port,
     inherited_env,
     litserve_server,
@@ -209,11 +211,17 @@ class Sweep:
             if p1:
                 duration = max(duration, rs.p1_duration)
             before = scrape_metrics(metrics_client, url) if target.server == "nextword" else {}
+            cpu_before = cpu_seconds(server.proc.pid) if server.proc is not None else None
             result = run_point(url, target, rate, rs.seed + i, duration, rs, self.docs)
+            cpu_after = cpu_seconds(server.proc.pid) if server.proc is not None else None
             after = scrape_metrics(metrics_client, url) if target.server == "nextword" else {}
             settle_s = settle(metrics_client, url, target.backend)
+            answered = answered_all(result)
+            cpu_ms = (round(1000 * (cpu_after - cpu_before) / answered, 3)
+                      if cpu_before is not None and cpu_after is not None and answered else None)
             point = point_summary(result, rate, "", o.slo, {"server": metrics_delta(before, after),
-                                                            "settle_s": settle_s})
+                                                            "settle_s": settle_s,
+                                                            "server_cpu_ms_per_request": cpu_ms})
             lat = point["latency_ms_ok"]
             print(f"  [{target.key}] {rate:7.1f} req/s: p50 {lat['p50']} p99 {lat['p99']} ms, "
                   f"ok {point['ok']}/{point['measured']}, gen cpu {point['generator_cpu_fraction']:.0%} "

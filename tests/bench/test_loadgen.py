@@ -28,7 +28,7 @@ import pytest
 from bench import loadgen
 from bench.loadgen import run_load
 from bench.openloop import LoadConfig
-from bench.run_summary import format_summary
+from bench.run_summary import answered_all, format_summary
 from bench.servers import free_port
 from bench.stats import nearest_rank, percentiles, summarize
 from bench.texts import BUILTIN_PARAGRAPHS
@@ -513,3 +513,10 @@ def test_locustfile_user_posts_cold_requests(monkeypatch: pytest.MonkeyPatch) ->
     assert payload["model"] == "gru" and payload["k"] == 3 and payload["max_words"] == 0
     assert payload["text"].endswith(" ")
     assert outcomes == ["503 overloaded (Retry-After: 1)"]
+
+
+def test_answered_all_counts_warm_up_answers_too():
+    """Server CPU over a run is spent on warm-up requests as well: CPU per request divides by both."""
+    result = {"status_counts": {"200": 90, "503": 4}, "status_counts_warmup": {"200": 10}}
+    assert answered_all(result) == 100
+    assert answered_all({"status_counts": {"503": 3}}) == 0
