@@ -58,7 +58,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 
 def _artifact_facts(backend: str) -> dict[str, Any]:
-    """The bundled artifact's facts as they are now (size, card), as the sweep records them."""
+    """The bundled artifact's facts as they are on disk when the report renders (size, card)."""
     return model_facts([backend])[backend]
 
 

@@ -17,8 +17,8 @@ own semaphore), and HTTP/1.1 framing by :mod:`h11` (already a dependency of http
 Limits, by design: ``http://`` only (no TLS, no proxies, no HTTP/2), no per-phase
 timeouts (the caller wraps each request in :func:`asyncio.timeout`), no retries. A
 connection is dropped after any error or cancellation, or when it sat idle longer than
-``keepalive_expiry`` (kept below uvicorn's default 5 s keep-alive, so we do not race the
-server closing it).
+``keepalive_expiry`` (kept below uvicorn's default 5 s keep-alive, so the client never reuses a
+connection the server is closing).
 """
 
 from __future__ import annotations
