@@ -7,8 +7,11 @@ Fine-tuning, not training: the text is read through the artifact's own tokenizer
 architecture is the artifact's, and the schedule is a short warm-up to a peak learning rate
 below a from-scratch run's, then a cosine decay over the time budget. Validation runs on the
 corpus's own ``dev`` split when it has one (the AESLC e-mail corpus), else on ~1% of its
-documents; the best checkpoint is kept and exported. ``--mix-corpus``/``--mix-docs`` mix some
-documents of another corpus (the reviews the base learnt) into the training text.
+documents; the best checkpoint is kept. At the end the weights of the last ``--average-last``
+validation snapshots (the low-learning-rate tail of the schedule) are averaged, and the average
+is exported instead of the best checkpoint when its validation loss is lower.
+``--mix-corpus``/``--mix-docs`` mix some documents of another corpus (the reviews the base
+learnt) into the training text.
 
 The exported card records the lineage: the base artifact's SHA-256, the data and its licence,
 tokens and minutes of this run, the recipe and the machine. Any corpus the readers take works
@@ -27,12 +30,14 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from model.artifact import load_artifact
 from model.export import export_checkpoint
+from model.network import ModelConfig, RNNLanguageModel
 from training.data import detect_format, open_maybe_gzip
-from training.train import TrainConfig, train
+from training.train import TrainConfig, evaluate_loss, train
 
 log = logging.getLogger("training.adapt")
 
@@ -47,6 +52,7 @@ DEFAULT_LICENCE = "unspecified: the user's own text"
 DEFAULT_LR = 4e-3
 DEFAULT_WARMUP_STEPS = 100
 DEFAULT_MIN_LR_RATIO = 0.05
+DEFAULT_AVERAGE_LAST = 4
 
 
 def file_sha256(path: str | Path) -> str:
@@ -149,6 +155,35 @@ def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], ba
     }
 
 
+def averaged(best: Path, cfg: TrainConfig, last: int) -> tuple[Path, dict[str, Any] | None]:
+    """The mean of the last ``last`` snapshots' weights, when it validates better than ``best``.
+
+    Averaging the weights along the tail of a decaying schedule smooths out the last steps'
+    noise (stochastic weight averaging); it is kept only if the validation slice says so.
+    """
+    snapshots = sorted((Path(cfg.out) / "snapshots").glob("tokens_*.pt"))[-last:] if last > 1 else []
+    if len(snapshots) < 2:
+        return best, None
+    states = [torch.load(p, map_location="cpu", weights_only=True)["model"] for p in snapshots]
+    mean = {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    model = RNNLanguageModel(ModelConfig(**ckpt["model_config"]))
+    valid = np.load(Path(cfg.data_dir) / "valid.npy")
+    n = min(cfg.eval_tokens, len(valid) - 1)
+    model.load_state_dict(ckpt["model"])
+    best_loss = evaluate_loss(model, valid, n)
+    model.load_state_dict(mean)
+    mean_loss = evaluate_loss(model, valid, n)
+    report = {"snapshots": [p.stem for p in snapshots], "val_loss_best": round(best_loss, 4),
+              "val_loss_average": round(mean_loss, 4), "exported": "average" if mean_loss < best_loss else "best"}
+    log.info("weight averaging: %s", report)
+    if mean_loss >= best_loss:
+        return best, report
+    path = Path(cfg.out) / "averaged.pt"
+    torch.save({**ckpt, "model": mean, "val_loss": mean_loss}, path)
+    return path, report
+
+
 def adapt(args: argparse.Namespace) -> dict[str, Any]:
     """Run the adaptation and export the best checkpoint as ``args.out``; return its card."""
     base = load_artifact(args.base)
@@ -156,11 +191,13 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     budget = f"{cfg.max_minutes} min" if cfg.max_minutes else f"{cfg.max_tokens} tokens"
     log.info("adapting %s on %s (valid: %s) for %s", args.base, args.corpus, cfg.valid_split or "hash split", budget)
     best = train(cfg, resume=args.resume)
-    ckpt = torch.load(best, map_location="cpu", weights_only=False)
-    card = export_checkpoint(best, args.out)
+    chosen, averaging = averaged(best, cfg, args.average_last)
+    ckpt = torch.load(chosen, map_location="cpu", weights_only=False)
+    card = export_checkpoint(chosen, args.out)
     from model.artifact import update_card
 
-    extra = {"lineage": lineage(args, cfg, ckpt, base.card), "name": Path(args.out).stem}
+    extra = {"lineage": {**lineage(args, cfg, ckpt, base.card), "weight_averaging": averaging},
+             "name": Path(args.out).stem}
     (Path(cfg.out) / "lineage.json").write_text(json.dumps(extra, indent=2))
     card = update_card(args.out, extra)
     log.info("wrote %s (%.1f MB): %s", args.out, Path(args.out).stat().st_size / 1e6, json.dumps(extra["lineage"]))
@@ -189,6 +226,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--eval-every", type=int, default=250, help="steps between validations")
     parser.add_argument("--eval-tokens", type=int, default=120_000, help="validation pieces read each time")
+    parser.add_argument("--average-last", type=int, default=DEFAULT_AVERAGE_LAST,
+                        help="average the last N validation snapshots' weights if that validates better (1: off)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--licence", default=None, help="licence of --corpus (known corpora are recognised)")

@@ -60,6 +60,17 @@ def test_adapt_runs_end_to_end_and_records_its_lineage(tmp_path: Path, tiny_mode
     assert {"cpus", "torch", "platform"} <= lineage["machine"].keys()
     assert lineage["recipe"]["lr"] > 0
     assert adapted.card["name"] == "gru-email"
+    # The exported weights are the snapshots' mean when that validated better, else the best checkpoint's.
+    averaging = lineage["weight_averaging"]
+    snapshots = [torch.load(tmp_path / "work" / "snapshots" / f"{name}.pt", weights_only=True)["model"]
+                 for name in averaging["snapshots"]]
+    assert len(snapshots) == 2
+    average_won = averaging["val_loss_average"] < averaging["val_loss_best"]
+    assert averaging["exported"] == ("average" if average_won else "best")
+    expected = ({k: torch.stack([s[k] for s in snapshots]).mean(0) for k in snapshots[0]} if average_won
+                else torch.load(tmp_path / "work" / "best.pt", weights_only=False)["model"])
+    served = adapted.module.state_dict()
+    assert all(torch.allclose(served[k], expected[k], atol=1e-6) for k in expected)
     # --resume continues the same run from its last checkpoint.
     last = torch.load(tmp_path / "work" / "last.pt", weights_only=False)
     adapt_main(["--from", str(tiny_models["gru"]), "--corpus", str(corpus), "--out", str(out),
