@@ -216,6 +216,34 @@ def kill_test(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
     }
 
 
+def plot(result: dict[str, Any], path: Path) -> None:
+    """p99 and prefix-cache hit rate against the offered rate, one line per routing mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (lat, hits) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ladder in result.get("routing", []):
+        rates = [p["rate"] for p in ladder["points"]]
+        label = f"{ladder['routing']} (max {ladder['max_rate_at_slo'] or 0:g} req/s at the SLO)"
+        lat.plot(rates, [p["p99_ms"] for p in ladder["points"]], marker="o", label=label)
+        hits.plot(rates, [p["cache_hit_rate"] for p in ladder["points"]], marker="o", label=ladder["routing"])
+    slo = result.get("slo_ms", 50.0)
+    lat.axhline(slo, color="grey", linestyle=":", label=f"SLO {slo:g} ms")
+    lat.set(xlabel="typing keystrokes offered (req/s)", ylabel="p99 (ms)", yscale="log")
+    hits.set(xlabel="typing keystrokes offered (req/s)", ylabel="prefix-cache hit rate", ylim=(0, 1.02))
+    cache = result.get("cache_bytes")
+    fig.suptitle(f"{result.get('replicas', 2)} replicas behind nginx, {result.get('model')}; cache per replica: "
+                 f"{'default' if cache is None else f'{cache / 2**20:g} MiB'}")
+    for ax in (lat, hits):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -233,18 +261,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-bytes", type=int, default=None,
                    help="each replica's NEXTWORD_CACHE_BYTES (default: the server's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="JSON result; the plot goes next to it (.png)")
+    p.add_argument("--replot", action="store_true", help="only redraw the plot of an existing --out")
     args = p.parse_args(argv)
+    if args.replot:
+        plot(json.loads(Path(args.out).read_text()), Path(args.out).with_suffix(".png"))
+        return 0
     docs = load_documents(args.corpus, args.max_docs)
     skip = set(filter(None, args.skip.split(",")))
     out: dict[str, Any] = {"command": "python -m bench.fleet " + " ".join(argv if argv is not None else sys.argv[1:]),
-                           "replicas": args.replicas, "model": args.model}
+                           "replicas": args.replicas, "model": args.model, "slo_ms": args.slo_ms,
+                           "cache_bytes": args.cache_bytes}
     if "routing" not in skip:
         out["routing"] = [routing_ladder(args, docs, r) for r in ("hash", "roundrobin")]
     if "kill" not in skip:
         out["kill"] = kill_test(args, docs)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
+    if "routing" in out:
+        plot(out, Path(args.out).with_suffix(".png"))
     log.info("%s", json.dumps({k: v for k, v in out.items()}, default=str)[:3000])
     return 0
 

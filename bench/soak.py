@@ -37,6 +37,7 @@ import httpx
 
 from bench.servers import app_server, free_port, inherited_env
 from bench.stats import percentiles
+from bench.transport import KeepAliveTransport
 from bench.workloads import load_documents, typing_start, word_lists, word_prefix
 
 log = logging.getLogger("bench.soak")
@@ -111,13 +112,14 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[str],
         t0 = time.monotonic()
         headers = {"content-type": "application/json"} | ({"x-session-id": session} if session else {})
         try:
-            r = await client.post(url + "/v1/complete", content=body, headers=headers)
+            async with asyncio.timeout(30):  # the transport has no timeouts of its own
+                r = await client.post(url + "/v1/complete", content=body, headers=headers)
             status = str(r.status_code)
             if r.status_code == 503 and "retry-after" not in r.headers:
                 retry_after_missing += 1
             if kind != "hostile" and r.status_code == 200:
                 latencies.append((time.monotonic() - t0) * 1000)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             status = f"error:{type(exc).__name__}"
         statuses.setdefault(kind, Counter())[status] += 1
 
@@ -129,15 +131,17 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[str],
                 rss.append((round(time.monotonic() - start, 2), value))
             if tick % 5 == 0:
                 try:
-                    r = await client.get(url + "/metrics")
+                    async with asyncio.timeout(5):
+                        r = await client.get(url + "/metrics")
                     cached.append((round(time.monotonic() - start, 2), cache_bytes(r.text)))
-                except httpx.HTTPError:
+                except (httpx.HTTPError, TimeoutError):
                     pass
             tick += 1
             await asyncio.sleep(1.0)
 
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=30, limits=limits, trust_env=False) as client:
+    # The load generator's O(1) keep-alive transport: httpx's stock pool costs more CPU per
+    # request the more connections it holds, and an overloaded server makes it hold many.
+    async with httpx.AsyncClient(timeout=30, trust_env=False, transport=KeepAliveTransport()) as client:
         sampler = asyncio.create_task(sample_memory(client))
         next_at = 0.0
         while next_at < seconds:
