@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     precision: Literal["fp32", "fp16"] = Field(
         "fp16", description="fp16: the artifact's own packed fp16 serving form (pack_fp16), fast small-batch CPU steps"
     )
+    context_pieces: int = Field(
+        DecodeOptions.context_pieces, ge=0,
+        description="read at most the last this many pieces of the context, cut at a word (0: all of it)",
+    )
     prefill_chunk: int = Field(
         DecodeOptions.prefill_chunk, ge=1, description="context tokens read per iteration per request"
     )

@@ -67,6 +67,7 @@ def decode_options(settings: Settings) -> DecodeOptions:
         phrase_beam=settings.phrase_beam,
         prefill_chunk=settings.prefill_chunk,
         completion_threshold=settings.completion_threshold,
+        context_pieces=settings.context_pieces,
     )
 
 

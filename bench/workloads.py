@@ -9,6 +9,8 @@ Workloads, all drawn from held-out documents:
 * ``cold``: a random 5-40-word prefix of a document, ending at a word boundary with a
   trailing space (the user has just finished a word), ``k=3``, ``max_words=0``.
 * ``phrase``: the same kind of prefix with ``max_words=5`` (phrase completion).
+* ``cold-long``: a document's first ~1,500 characters, cut after a word (an editor sending
+  a window of the text so far); documents shorter than that are skipped.
 * ``typing``: ``typists`` simulated users each type a document character by character;
   every keystroke is one request whose text is the previous keystroke's text plus one
   character, so word-fragment completion is exercised naturally. By default
@@ -45,7 +47,7 @@ from bench.texts import BUILTIN_PARAGRAPHS
 
 log = logging.getLogger(__name__)
 
-WORKLOADS = ("cold", "typing", "phrase")
+WORKLOADS = ("cold", "typing", "phrase", "cold-long")
 #: Where a typist starts in each document (see the module docstring).
 TYPING_STARTS = ("prefix", "empty")
 ARRIVALS = ("poisson", "constant")
@@ -55,6 +57,8 @@ MIN_PREFIX_WORDS = 5
 MAX_PREFIX_WORDS = 40
 #: Suggestions asked for by every workload.
 DEFAULT_K = 3
+#: Context length of the long-context cold workload: an editor sending a window of the text.
+LONG_CONTEXT_CHARS = 1500
 #: ``max_words`` of the phrase workload.
 PHRASE_MAX_WORDS = 5
 #: Per-typist gap between keystrokes, seconds (uniform).
@@ -183,6 +187,21 @@ def cold_request(usable: Sequence[Sequence[str]], rng: random.Random) -> tuple[s
     return word_prefix(rng.choice(usable), rng), DEFAULT_K, 0
 
 
+def long_prefix(doc: str, chars: int = LONG_CONTEXT_CHARS) -> str | None:
+    """``doc``'s first ``chars`` characters or fewer, cut after a whole word (``None``: too short)."""
+    if len(doc) <= chars + 20:
+        return None
+    cut = doc.rfind(" ", 0, chars + 1)
+    return doc[: cut + 1] if cut > chars // 2 else None
+
+
+def _long_plan(times: Sequence[float], docs: Sequence[str], rng: random.Random, warmup: float) -> list[PlannedRequest]:
+    texts = [t for t in (long_prefix(d) for d in docs) if t is not None]
+    if not texts:
+        raise ValueError(f"no document is longer than {LONG_CONTEXT_CHARS} characters")
+    return [PlannedRequest(at=t, text=rng.choice(texts), k=DEFAULT_K, warmup=t < warmup) for t in times]
+
+
 def _prefix_plan(
     times: Sequence[float], docs: Sequence[str], rng: random.Random, max_words: int, warmup: float
 ) -> list[PlannedRequest]:
@@ -287,5 +306,7 @@ def build_plan(
         times = constant_schedule(rate, total)
     else:
         times = poisson_schedule(rate, total, time_rng)
+    if workload == "cold-long":
+        return _long_plan(times, docs, text_rng, warmup)
     max_words = PHRASE_MAX_WORDS if workload == "phrase" else 0
     return _prefix_plan(times, docs, text_rng, max_words, warmup)

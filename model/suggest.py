@@ -36,6 +36,7 @@ class DecodeOptions:
     phrase_beam: int = 4
     prefill_chunk: int = 256
     completion_threshold: float = 0.4  # the operating point chosen on the dev split (docs/models.md)
+    context_pieces: int = 0  # read at most this many context pieces (0: all); see context_window
 
 
 @dataclass
@@ -58,6 +59,24 @@ def prompt_parts(lm: LanguageModel, text: str) -> tuple[list[int], str, bool, st
     require_space = context == "" or context.endswith(" ")
     ids = [lm.eos_id, *lm.tokenizer.encode(context.rstrip(" "))]
     return ids, fragment, require_space, prompt
+
+
+def context_window(ids: list[int], word_start: Tensor, pieces: int) -> list[int]:
+    """The context the network reads: the leading EOS and at most the last ``pieces`` pieces.
+
+    The cut lands on a word's first piece, and it moves in steps of half a window, so the
+    contexts of consecutive keystrokes share their start and the prefix cache keeps serving
+    them; the text read is between half a window and a window long. A context read is
+    token-serial, so this bounds its cost however much text an editor sends.
+    """
+    body = ids[1:]
+    if pieces <= 0 or len(body) <= pieces:
+        return ids
+    stride = max(1, pieces // 2)
+    start = ((len(body) - pieces) // stride + 1) * stride
+    while start < len(body) and not bool(word_start[body[start]]):
+        start += 1
+    return [ids[0], *body[start:]]
 
 
 def context_state(
@@ -99,6 +118,7 @@ def suggest(
 ) -> Decoding[SuggestResult]:
     """Suggestions for ``text`` (see the module docstring); ``scope`` confines its cache use."""
     ids, fragment, require_space, _ = prompt_parts(lm, text)
+    ids = context_window(ids, lm.tokenizer.word_start, options.context_pieces)
     logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk, scope)
     memo = StepMemo(cache, ids, scope) if cache is not None else None
     found = yield from next_words(

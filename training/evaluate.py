@@ -165,7 +165,8 @@ def evaluate_neural(
             total.add(score)
             bar.update(1)
     nll = piece_nll(lm, docs)
-    return {**_summary(lm.name, docs, total, nll, time.time() - started, ksr), "beam": options.beam}
+    summary = _summary(lm.name, docs, total, nll, time.time() - started, ksr)
+    return {**summary, "beam": options.beam, "context_pieces": options.context_pieces}
 
 
 # ---------------------------------------------------------------------------- n-gram peer
@@ -230,7 +231,7 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         total.add(DocScore(**sums))
     merged = summarize(results[0]["model"], sum(r["docs"] for r in results), ws_tokens, total, nll,
                        max(r["seconds"] for r in results), ksr_flags.pop())
-    for setting in ("precision", "beam"):  # how the figures were made: every shard must agree
+    for setting in ("precision", "beam", "context_pieces"):  # how the figures were made: shards must agree
         values = {r.get(setting) for r in results}
         if len(values) != 1:
             raise ValueError(f"shards disagree on {setting}: {sorted(map(str, values))}")
@@ -273,7 +274,7 @@ def sample_docs(docs: list[str], max_docs: int | None, seed: int) -> list[str]:
 
 def evaluate_path(
     model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
-    threads: int | None = None, bar_position: int = 0, beam: int | None = None,
+    threads: int | None = None, bar_position: int = 0, beam: int | None = None, context_pieces: int = 0,
 ) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
@@ -285,14 +286,14 @@ def evaluate_path(
                                   bar_position)
     lm = load_artifact(model_path, precision=precision)
     lm.name = Path(model_path).stem
-    options = DecodeOptions(beam=beam) if beam else DecodeOptions()
+    options = DecodeOptions(beam=beam or DecodeOptions.beam, context_pieces=context_pieces)
     result = evaluate_neural(lm, docs, batch_docs, ksr, options, bar_position=bar_position)
     return {**result, "precision": lm.precision}
 
 
 def evaluate_parallel(
     model_path: str, docs: list[str], jobs: int, batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
-    threads: int | None = None, beam: int | None = None,
+    threads: int | None = None, beam: int | None = None, context_pieces: int = 0,
 ) -> dict[str, Any]:
     """:func:`evaluate_path` over ``jobs`` worker processes, one shard each, merged exactly.
 
@@ -301,10 +302,12 @@ def evaluate_parallel(
     """
     jobs = max(1, min(jobs, len(docs)))
     if jobs == 1:
-        return evaluate_path(model_path, docs, batch_docs, ksr, precision, threads, beam=beam)
+        return evaluate_path(model_path, docs, batch_docs, ksr, precision, threads, beam=beam,
+                             context_pieces=context_pieces)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(evaluate_path, model_path, part, batch_docs, ksr, precision, threads or 1, i, beam)
+        futures = [pool.submit(evaluate_path, model_path, part, batch_docs, ksr, precision, threads or 1, i, beam,
+                               context_pieces)
                    for i, part in enumerate(balanced_shards(docs, jobs))]
         return merge_results([f.result() for f in futures])
 
@@ -340,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="worker processes, each on its own shard, merged exactly (e.g. one per core)")
     parser.add_argument("--no-ksr", action="store_true", help="skip keystroke savings (faster)")
     parser.add_argument("--beam", type=int, help=f"next-word beam width (default {DecodeOptions.beam}, the server's)")
+    parser.add_argument("--context-pieces", type=int, default=DecodeOptions.context_pieces,
+                        help="read at most the last N context pieces, cut at a word (0: all; the server's setting)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                         help="weights as the server would hold them (fp16: the artifact's serving form, the default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -362,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as exc:
             parser.error(str(exc))
         result = evaluate_parallel(args.model, docs, args.jobs, args.batch_docs, not args.no_ksr, args.precision,
-                                   args.threads, args.beam)
+                                   args.threads, args.beam, args.context_pieces)
         result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
                             "seed": args.seed, "shard": args.shard}
     if args.out:

@@ -220,6 +220,17 @@ def test_schedules_are_fixed_up_front() -> None:
     assert 9600 < len(a) < 10400  # mean 10000, sd 100
 
 
+def test_long_context_workload_sends_about_1500_characters_cut_after_a_word() -> None:
+    long_doc = " ".join(f"word{i}" for i in range(600))  # ~4,700 characters
+    docs = [long_doc, "too short to use"]
+    plan = build_plan("cold-long", docs, rate=50, duration=1.0, seed=1)
+    assert plan and all(long_doc.startswith(r.text) for r in plan)
+    for r in plan:
+        assert 1400 <= len(r.text) <= 1500 and r.text.endswith(" ") and (r.k, r.max_words) == (3, 0)
+    with pytest.raises(ValueError, match="longer than"):
+        build_plan("cold-long", ["too short to use"], rate=50, duration=1.0)
+
+
 def test_cold_and_phrase_prefixes_end_at_word_boundary() -> None:
     docs = list(BUILTIN_PARAGRAPHS)
     for workload, max_words in (("cold", 0), ("phrase", 5)):
