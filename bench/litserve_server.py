@@ -59,7 +59,7 @@ class NextWordAPI(ls.LitAPI):
         settings = Settings()
         cfg = engine_config(settings)
         self.options = cfg.decode
-        self.max_rows = cfg.max_batch_rows
+        self.max_rows = cfg.scheduler.max_batch_rows
         # The server's own default precision, so both serve the same weights the same way.
         self.lm = load_artifact(self.model_path, self.model_name, settings.precision)
         warm_up(self.lm, self.options)  # the same warm-up the nextword server does

@@ -89,12 +89,12 @@ from bench.servers import (
     ServerProcess,
     app_server,
     can_pin,
-    cpu_seconds,
     free_port,
     inherited_env,
     litserve_server,
     pin_this_process,
     pinned,
+    tree_cpu_seconds,
 )
 from bench.slo import search_max_rate, typing_snap
 from bench.sweep_options import STAGES, SweepOptions, estimate_seconds, options_from_args, parser
@@ -211,9 +211,9 @@ class Sweep:
             if p1:
                 duration = max(duration, rs.p1_duration)
             before = scrape_metrics(metrics_client, url) if target.server == "nextword" else {}
-            cpu_before = cpu_seconds(server.proc.pid) if server.proc is not None else None
+            cpu_before = tree_cpu_seconds(server.proc.pid) if server.proc is not None else None
             result = run_point(url, target, rate, rs.seed + i, duration, rs, self.docs)
-            cpu_after = cpu_seconds(server.proc.pid) if server.proc is not None else None
+            cpu_after = tree_cpu_seconds(server.proc.pid) if server.proc is not None else None
             after = scrape_metrics(metrics_client, url) if target.server == "nextword" else {}
             settle_s = settle(metrics_client, url, target.backend)
             answered = answered_all(result)
@@ -404,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = options_from_args(args)
     targets = expand_configs(opts.backends, opts.workloads, cache_off_workloads=opts.cache_off_workloads,
-                             litserve="litserve" not in opts.skip)
+                             litserve="litserve" not in opts.skip, litserve_workloads=opts.litserve_workloads)
     targets = select_configs(targets, opts.configs)
     if args.dry_run:
         for t in targets:

@@ -40,6 +40,7 @@ class SweepOptions:
     workloads: tuple[str, ...] = WORKLOADS
     configs: tuple[str, ...] = ()
     cache_off_workloads: tuple[str, ...] = ("typing",)
+    litserve_workloads: tuple[str, ...] = ("cold", "typing")
     skip: tuple[str, ...] = ()
     slo: Slo = field(default_factory=Slo)
     run: RunSettings = field(default_factory=RunSettings)
@@ -102,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--configs", nargs="*", default=[], help="fnmatch patterns over config keys")
     p.add_argument("--cache-off-workloads", default="typing")
+    p.add_argument("--litserve-workloads", default="cold,typing",
+                   help="workloads the LitServe peer serves (typing: it re-reads the whole text every keystroke)")
     p.add_argument("--skip", default="", help=f"comma-separated stages to skip: {','.join(STAGES)}")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
@@ -154,7 +157,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
                       max_docs=args.max_docs, arrivals=args.arrivals, typing_start=args.typing_start)
     opts = SweepOptions(
         out=Path(args.out), backends=csv(args.backends), workloads=csv(args.workloads),
-        configs=tuple(args.configs), cache_off_workloads=csv(args.cache_off_workloads), skip=csv(args.skip),
+        configs=tuple(args.configs), cache_off_workloads=csv(args.cache_off_workloads),
+        litserve_workloads=csv(args.litserve_workloads), skip=csv(args.skip),
         slo=Slo(args.slo_p99_ms, args.max_error_fraction), run=run, ladder_start=args.ladder_start,
         ladder_factor=args.ladder_factor, max_rate=args.max_rate,
         ladder=tuple(float(x) for x in csv(args.ladder)) if args.ladder else None,

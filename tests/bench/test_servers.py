@@ -20,6 +20,7 @@ from bench.servers import (
     litserve_server,
     parse_cpus,
     pinned,
+    tree_cpu_seconds,
 )
 
 
@@ -93,3 +94,18 @@ def test_cpu_seconds_reads_a_process_cpu_time_and_none_once_gone():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert cpu_seconds(child.pid) is None
+
+
+def test_tree_cpu_seconds_counts_the_children():
+    """A parent that only waits on a busy child: its tree's CPU is the child's."""
+    script = "import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', " \
+             "'import time; t = time.process_time() + 0.5\\nwhile time.process_time() < t: pass\\ntime.sleep(5)']); " \
+             "time.sleep(5)"
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        time.sleep(2.0)
+        own, tree = cpu_seconds(parent.pid), tree_cpu_seconds(parent.pid)
+        assert own is not None and tree is not None and tree - own >= 0.4
+    finally:
+        parent.kill()
+        parent.wait()
