@@ -325,10 +325,12 @@ def test_send_rate_does_not_shrink_against_slow_server() -> None:
     assert result["requests"]["measured"] == 50
     assert result["status_counts"] == {"200": 50}
     assert len(srv.arrivals) == 50
-    # arrival times at the server follow the schedule (a closed loop would take >= 10 s)
+    # arrival times at the server follow the schedule (a closed loop would take >= 10 s); one
+    # stall of the test machine may delay a few of them, never the run as a whole
     first = srv.arrivals[0]
-    for i, t in enumerate(srv.arrivals):
-        assert abs((t - first) - i / 50) < 0.1, (i, t - first)
+    late = [(i, round(t - first, 3)) for i, t in enumerate(srv.arrivals) if abs((t - first) - i / 50) >= 0.1]
+    assert len(late) <= 5, late
+    assert srv.arrivals[-1] - first < 49 / 50 + 0.3
     assert srv.max_in_flight >= 5
     lat = result["latency_ms_ok"]
     assert lat["count"] == 50 and lat["p50"] >= 200 and lat["max"] < 600
