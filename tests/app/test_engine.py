@@ -169,8 +169,9 @@ async def test_prefix_cache_changes_no_answer(start_app, make_settings, model):
 
 
 async def test_the_prefix_cache_is_private_to_a_session(start_app, make_settings):
-    """A second session typing the same text gets no hit from the first; the same session keeps its
-    hits; a request without a session uses no cache; every answer is the same either way."""
+    """A typist with another session key, typing the same text, gets no hit from the first typist's
+    entries; the same key keeps its hits; a request without a key uses no cache; every answer is
+    the same either way."""
     texts = typing_sequence("I think the movie was great ")
     bodies = [{"text": t, "k": 3, "max_words": 2} for t in texts]
     async with start_app(make_settings()) as c:
