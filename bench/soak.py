@@ -215,12 +215,16 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def served_models(url: str) -> list[str]:
+    return [m["name"] for m in httpx.get(url + "/v1/models", timeout=10).json()["models"]]
+
+
 def saturation_probe(env: dict[str, str], out: Path, args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
     """The mix offered far beyond capacity on a fresh server: valid requests answered 200 per second."""
     server = app_server(env, free_port(), out.with_suffix(".probe.log"), "nextword-probe", args.server_cpus or None)
     with server:
         assert server.proc is not None
-        models = [m["name"] for m in httpx.get(server.base_url + "/v1/models", timeout=10).json()["models"]]
+        models = served_models(server.base_url)
         raw = asyncio.run(soak(server.base_url, server.proc.pid, args.probe_rate, args.probe_seconds, docs, models,
                                args.seed + 1))
     answered = sum(counts.get("200", 0) for kind, counts in raw["statuses"].items() if kind != "hostile")
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     url = server.base_url
     with server:
         assert server.proc is not None
-        models = [m["name"] for m in httpx.get(url + "/v1/models", timeout=10).json()["models"]]
+        models = served_models(url)
         log.info("soak: %s at %.1f req/s for %.1f min over %s", url, rate, args.minutes, models)
         raw = asyncio.run(soak(url, server.proc.pid, rate, args.minutes * 60, docs, models, args.seed))
     summary = {**summarize(raw, rate, args.minutes * 60), "models": models, "saturation_probe": probe,

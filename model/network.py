@@ -191,8 +191,8 @@ class RNNLanguageModel(nn.Module):
             weights = self.gru._flat_weights
         cells: list[torch.classes.rnn.CellParamsBase] = []
         for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = weights[4 * layer], weights[4 * layer + 1], weights[4 * layer + 2], \
-                weights[4 * layer + 3]
+            at = 4 * layer  # per layer: w_ih, w_hh, b_ih, b_hh
+            w_ih, w_hh, b_ih, b_hh = weights[at], weights[at + 1], weights[at + 2], weights[at + 3]
             assert w_ih is not None and w_hh is not None and b_ih is not None and b_hh is not None
             cells.append(torch.ops.quantized.make_quantized_cell_params_fp16(
                 torch.ops.quantized.linear_prepack_fp16(w_ih.detach(), b_ih.detach()),

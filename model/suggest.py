@@ -55,13 +55,16 @@ class SuggestResult:
     typed_word_prob: float = 0.0
 
 
-def prompt_parts(lm: LanguageModel, text: str) -> tuple[list[int], str, bool, str]:
-    """(context ids incl. leading EOS, fragment, require_space, normalised prompt)."""
+def prompt_parts(lm: LanguageModel, text: str, context_pieces: int) -> tuple[list[int], str, bool, str]:
+    """(context ids the network reads, leading EOS included; fragment; require_space; normalised prompt).
+
+    The ids are cut to the last ``context_pieces`` (:func:`context_window`; 0 keeps them all).
+    """
     prompt = normalize_prompt(text)
     context, fragment = split_fragment(prompt)
     require_space = context == "" or context.endswith(" ")
     ids = [lm.eos_id, *lm.tokenizer.encode(context.rstrip(" "))]
-    return ids, fragment, require_space, prompt
+    return context_window(ids, lm.tokenizer.word_start, context_pieces), fragment, require_space, prompt
 
 
 def context_window(ids: list[int], word_start: Tensor, pieces: int) -> list[int]:
@@ -83,7 +86,8 @@ def context_window(ids: list[int], word_start: Tensor, pieces: int) -> list[int]
 
 
 def context_state(
-    lm: LanguageModel, ids: list[int], cache: PrefixStateCache | None, chunk: int = 256, scope: str = ""
+    lm: LanguageModel, ids: list[int], cache: PrefixStateCache | None, chunk: int = DecodeOptions.prefill_chunk,
+    scope: str = "",
 ) -> Decoding[tuple[Tensor, Tensor, int, bool]]:
     """(log-probs [1,V], state [1,L,W], tokens prefilled, cache hit) after ``ids``."""
     entry = cache.lookup(ids, scope) if cache is not None else None
@@ -120,8 +124,7 @@ def suggest(
     scope: str = "",
 ) -> Decoding[SuggestResult]:
     """Suggestions for ``text`` (see the module docstring); ``scope`` confines its cache use."""
-    ids, fragment, require_space, _ = prompt_parts(lm, text)
-    ids = context_window(ids, lm.tokenizer.word_start, options.context_pieces)
+    ids, fragment, require_space, _ = prompt_parts(lm, text, options.context_pieces)
     logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk, scope)
     memo = StepMemo(cache, ids, scope) if cache is not None else None
     found = yield from next_words(

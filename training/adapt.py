@@ -170,8 +170,7 @@ def averaged(best: Path, cfg: TrainConfig, last: int) -> tuple[Path, dict[str, A
     model = RNNLanguageModel(ModelConfig(**ckpt["model_config"]))
     valid = np.load(Path(cfg.data_dir) / "valid.npy")
     n = min(cfg.eval_tokens, len(valid) - 1)
-    model.load_state_dict(ckpt["model"])
-    best_loss = evaluate_loss(model, valid, n)
+    best_loss = float(ckpt["val_loss"])  # measured on this same slice when it was saved
     model.load_state_dict(mean)
     mean_loss = evaluate_loss(model, valid, n)
     report = {"snapshots": [p.stem for p in snapshots], "val_loss_best": round(best_loss, 4),

@@ -274,7 +274,8 @@ def sample_docs(docs: list[str], max_docs: int | None, seed: int) -> list[str]:
 
 def evaluate_path(
     model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
-    threads: int | None = None, bar_position: int = 0, beam: int | None = None, context_pieces: int = 0,
+    threads: int | None = None, bar_position: int = 0, beam: int | None = None,
+    context_pieces: int = DecodeOptions.context_pieces,
 ) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
@@ -293,7 +294,7 @@ def evaluate_path(
 
 def evaluate_parallel(
     model_path: str, docs: list[str], jobs: int, batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
-    threads: int | None = None, beam: int | None = None, context_pieces: int = 0,
+    threads: int | None = None, beam: int | None = None, context_pieces: int = DecodeOptions.context_pieces,
 ) -> dict[str, Any]:
     """:func:`evaluate_path` over ``jobs`` worker processes, one shard each, merged exactly.
 

@@ -85,7 +85,7 @@ def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: i
               min_logp: float) -> Decoding[list[list[Observed]]]:
     found: list[list[Observed]] = []
     for context, following in boundaries(doc):
-        ids, fragment, require_space, _ = prompt_parts(lm, context)
+        ids, fragment, require_space, _ = prompt_parts(lm, context, DecodeOptions.context_pieces)
         logp, state, _, _ = yield from context_state(lm, ids, cache)
         candidates: list[PhraseCandidate] = yield from phrase_candidates(
             lm.tokenizer, logp, state, fragment, require_space, max_words, beam, None, min_logp)

@@ -49,8 +49,9 @@ def test_the_network_reads_exactly_the_window(gru_lm):
     """Bounded, a long text is read as its last window alone: same state as prefilling just it."""
     text = "I think the movie was great and the acting was good, but the ending was weak. " * 6 + "The "
     options = DecodeOptions(context_pieces=24)
-    ids, _, _, _ = prompt_parts(gru_lm, text)
-    cut = context_window(ids, gru_lm.tokenizer.word_start, 24)
+    ids, _, _, _ = prompt_parts(gru_lm, text, 0)
+    cut, _, _, _ = prompt_parts(gru_lm, text, 24)
+    assert cut == context_window(ids, gru_lm.tokenizer.word_start, 24)
     assert len(cut) < len(ids)
     cache = PrefixStateCache(1 << 24)
     [bounded] = drive(gru_lm.module, [suggest(gru_lm, text, 3, 0, cache, options)])
