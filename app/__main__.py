@@ -5,6 +5,10 @@ requests are still answered for ``NEXTWORD_DRAIN_GRACE_S`` (time for the balance
 sending); then uvicorn stops accepting, finishes in-flight requests within
 ``NEXTWORD_GRACEFUL_TIMEOUT_S``, the engines answer or refuse (503) what is still queued, and
 the process exits 0. A second signal, or SIGINT, skips the grace.
+
+``NEXTWORD_RUNNER=granian`` runs the same app factory under granian (a Rust HTTP server)
+instead; its SIGTERM finishes in-flight requests and runs the lifespan's shutdown, without
+the readiness grace.
 """
 
 from __future__ import annotations
@@ -55,14 +59,30 @@ class DrainingServer(uvicorn.Server):
 def build_server(settings: Settings, app: FastAPI | None = None) -> DrainingServer:
     app = app or create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            access_log=False, timeout_graceful_shutdown=int(settings.graceful_timeout_s))
+                            access_log=False, timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+                            http=settings.http, loop=settings.loop)
     return DrainingServer(config, app.state.server, settings.drain_grace_s)
 
 
 def main() -> None:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_server(settings).run()
+    if settings.runner == "granian":
+        run_granian(settings)
+    else:
+        build_server(settings).run()
+
+
+def run_granian(settings: Settings) -> None:
+    """One granian worker serving ``create_app()`` (settings again from NEXTWORD_*)."""
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    loop = Loops.uvloop if settings.loop in ("auto", "uvloop") else Loops.asyncio
+    Server("app.main:create_app", address=settings.host, port=settings.port, interface=Interfaces.ASGI,
+           workers=1, loop=loop, factory=True, log_access=False, log_level=LogLevels(settings.log_level),
+           workers_kill_timeout=int(settings.graceful_timeout_s)).serve()
 
 
 if __name__ == "__main__":

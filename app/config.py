@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, description="serve /metrics on this port only (for operators), not on the API port"
     )
     stats_window_s: float = Field(60.0, gt=0)
+    otel: bool = Field(
+        False, description="FastAPI's native OpenTelemetry (traces, metrics, logs to the globally configured providers)"
+    )
+    # The ASGI server that runs the app (python -m app): uvicorn by default, with its HTTP
+    # parser and event loop selectable; granian as an alternative runner (docs/http_path.md).
+    runner: Literal["uvicorn", "granian"] = "uvicorn"
+    http: Literal["auto", "httptools", "h11"] = Field("auto", description="uvicorn's HTTP parser")
+    loop: Literal["auto", "uvloop", "asyncio"] = Field("auto", description="the event loop (uvicorn and granian)")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"

@@ -15,7 +15,7 @@ async def get_state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-async def require_api_key(request: Request) -> None:
+def check_api_key(request: Request) -> None:
     """With ``NEXTWORD_API_KEYS`` set, a request must carry ``Authorization: Bearer <key>`` (401 otherwise)."""
     keys = request.app.state.server.settings.api_keys
     if not keys:

@@ -158,6 +158,9 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
         version="0.1.0",
         description="Next-word and phrase autocomplete from GRU and LSTM language models.",
         lifespan=lifespan,
+        # Metrics are Prometheus's (/metrics); FastAPI's OpenTelemetry hooks would only cost a
+        # provider lookup per request unless an operator turns them on.
+        telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.server = ServerState(settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -102,30 +102,32 @@ class EngineMetrics:
         self.m = metrics
         self.backend = backend
         self.window = LatencyWindow(window_s)
+        # Each series' child resolved once: ``labels()`` takes a lock and a dict lookup per call.
+        b = backend
+        self._step, self._batch_size = metrics.step.labels(b), metrics.batch_size.labels(b)
+        self._batch_rows, self._step_tokens = metrics.batch_rows.labels(b), metrics.step_tokens.labels(b)
+        self._ok, self._latency = metrics.requests.labels(b, "ok"), metrics.latency.labels(b)
+        self._queue, self._compute = metrics.queue.labels(b), metrics.compute.labels(b)
+        self._hits, self._misses = metrics.cache_hits.labels(b), metrics.cache_misses.labels(b)
 
     def iteration(self, stats: Any) -> None:
-        b = self.backend
-        self.m.step.labels(b).observe(stats.seconds)
-        self.m.batch_size.labels(b).observe(stats.requests)
-        self.m.batch_rows.labels(b).observe(stats.rows)
-        self.m.step_tokens.labels(b).observe(stats.tokens)
+        self._step.observe(stats.seconds)
+        self._batch_size.observe(stats.requests)
+        self._batch_rows.observe(stats.rows)
+        self._step_tokens.observe(stats.tokens)
 
     def request_done(self, req: Any, result: Any, error: Exception | None) -> None:
-        b = self.backend
         if result is None:
             status = type(error).__name__ if error is not None else "error"
-            self.m.requests.labels(b, status).inc()
+            self.m.requests.labels(self.backend, status).inc()
             return
         t = result.timing
-        self.m.requests.labels(b, "ok").inc()
-        self.m.latency.labels(b).observe(t.total_ms / 1000)
-        self.m.queue.labels(b).observe(t.queue_ms / 1000)
-        self.m.compute.labels(b).observe(t.compute_ms / 1000)
+        self._ok.inc()
+        self._latency.observe(t.total_ms / 1000)
+        self._queue.observe(t.queue_ms / 1000)
+        self._compute.observe(t.compute_ms / 1000)
         self.window.add(t.total_ms)
-        if result.result.cache_hit:
-            self.m.cache_hits.labels(b).inc()
-        else:
-            self.m.cache_misses.labels(b).inc()
+        (self._hits if result.result.cache_hit else self._misses).inc()
 
     def refresh_gauges(self, engine: Any) -> None:
         b = self.backend

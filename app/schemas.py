@@ -76,6 +76,18 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int] = Field(..., description="where: ['body', field] or ['header', name]")
+    msg: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """A 422: what was wrong with the request, one entry per problem (the input is not echoed)."""
+
+    detail: list[ValidationIssue]
+
+
 class ModelInfo(BaseModel):
     name: str
     card: dict

@@ -10,7 +10,8 @@ minutes apart, so two sweeps (one per version) cannot tell a real change from th
 Here every arm runs at every rate in every round, the arms' order rotating round by round,
 so slow drift and bursts of noise hit all arms alike; each arm's latencies are pooled over
 its rounds (exact nearest-rank percentiles of all samples) and the per-round p99s are kept
-to show the spread.
+to show the spread. Each run also records the server's CPU time (its process tree, from
+``/proc``) per answered request, the figure that is stable on this machine.
 
 An arm is ``NAME=DIR[:VAR=VALUE[:VAR=VALUE...]]``: the server is ``python -m app`` run from
 ``DIR`` (a checkout or worktree; its own ``app``/``model`` packages are imported), pinned
@@ -24,8 +25,9 @@ import argparse
 import asyncio
 import json
 import logging
+import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from bench.loadgen import run_load
 from bench.openloop import LoadConfig
 from bench.provenance import git_info, machine_info
 from bench.run_summary import merged_status_counts
-from bench.servers import app_server, free_port
+from bench.servers import app_server, free_port, tree_cpu_seconds
 from bench.stats import rounded, summarize
 from bench.workloads import load_documents
 
@@ -68,6 +70,11 @@ def parse_arm(text: str) -> Arm:
     return Arm(name, path, env)
 
 
+def median_or_none(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
+
+
 def rotated(arms: Sequence[Arm], round_index: int) -> list[Arm]:
     """The arms in round ``round_index``'s order: rotated by one each round."""
     k = round_index % len(arms)
@@ -84,6 +91,14 @@ def ok_latencies(result: dict[str, Any]) -> list[float]:
     ]
 
 
+def cpu_ms_per_answer(before: float | None, after: float | None, result: dict[str, Any]) -> float | None:
+    """The server's CPU time over a run (its process tree: granian serves from a child) per 200, warm-up included."""
+    answered = sum(1 for status in result["samples"]["status"] if status == "200")
+    if before is None or after is None or not answered:
+        return None
+    return round((after - before) * 1000 / answered, 3)
+
+
 def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], duration: float, warmup: float,
             seed: int, docs: Sequence[str], server_cpus: str, log_dir: Path) -> dict[float, dict[str, Any]]:
     """Start ``arm``'s server, run every rate against it, stop it."""
@@ -94,10 +109,14 @@ def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], durat
     url = server.base_url
     out: dict[float, dict[str, Any]] = {}
     with server:
+        assert server.proc is not None
         for rate in rates:
             cfg = LoadConfig(url=url, model=backend, workload=workload, rate=rate, duration=duration,
                              warmup=warmup, seed=seed, keep_samples=True)
+            cpu_before = tree_cpu_seconds(server.proc.pid)
             result = asyncio.run(run_load(cfg, documents=docs))
+            cpu_after = tree_cpu_seconds(server.proc.pid)
+            result["server_cpu_ms_per_request"] = cpu_ms_per_answer(cpu_before, cpu_after, result)
             out[rate] = result
             lat = result["latency_ms_ok"]
             log.info("  %-8s %5.1f req/s: p50 %s p99 %s ms, ok %d/%d, behind schedule: %s", arm.name, rate,
@@ -154,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             table[arm.name][f"{rate:g}"] = {
                 "pooled_ok_latency_ms": rounded(summarize(x for r in runs for x in ok_latencies(r))),
                 "round_p99_ms": [r["latency_ms_ok"]["p99"] for r in runs],
+                "round_cpu_ms_per_request": [r["server_cpu_ms_per_request"] for r in runs],
+                "median_cpu_ms_per_request": median_or_none(r["server_cpu_ms_per_request"] for r in runs),
                 "not_ok": sum(r["requests"]["measured"] - r["requests"]["ok"] for r in runs),
                 "status_counts": merged_status_counts(runs),
                 "behind_schedule_runs": sum(bool(r["behind_schedule"]) for r in runs),
@@ -167,13 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": table,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    log.info("%-8s %8s %10s %10s %10s  %s", "arm", "rate", "n", "p50 ms", "p99 ms", "p99 per round")
+    log.info("%-8s %8s %10s %10s %10s %12s  %s", "arm", "rate", "n", "p50 ms", "p99 ms", "CPU ms/req",
+             "p99 per round")
     for arm in arms:
         for rate in rates:
             row = table[arm.name][f"{rate:g}"]
             lat = row["pooled_ok_latency_ms"]
-            log.info("%-8s %8g %10d %10s %10s  %s  %s", arm.name, rate, lat["count"], lat["p50"], lat["p99"],
-                     row["round_p99_ms"], row["status_counts"])
+            log.info("%-8s %8g %10d %10s %10s %12s  %s  %s", arm.name, rate, lat["count"], lat["p50"], lat["p99"],
+                     row["median_cpu_ms_per_request"], row["round_p99_ms"], row["status_counts"])
     return 0
 
 

@@ -68,7 +68,7 @@ _FRAME_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decoder", ("model/decoder.py", "model/suggest.py", "model/text.py", "model/tokenizer.py")),
     ("engine loop", ("app/engine.py", "app/scheduler.py")),
     ("HTTP path", ("uvicorn/", "starlette/", "fastapi/", "pydantic", "app/routers/", "app/main.py",
-                   "json/", "httptools", "h11/", "asyncio/", "anyio/")),
+                   "json/", "httptools", "h11/", "asyncio/", "anyio/", "granian/", "app/limits.py", "app/deps.py")),
 )
 
 
@@ -97,11 +97,19 @@ def part_of(frames: Sequence[str]) -> str:
     return "other"
 
 
-def summarize_samples(stacks: Sequence[tuple[list[str], int]], rate_hz: float, seconds: float) -> dict[str, Any]:
+#: The parts that are the model's work: everything else busy is the cost of serving it.
+MODEL_PARTS = ("model calls", "decoder", "prefix cache")
+
+
+def summarize_samples(stacks: Sequence[tuple[list[str], int]], rate_hz: float, seconds: float,
+                      requests: int | None = None) -> dict[str, Any]:
     """Samples per part, each part's share of the busy samples and of the covered wall time.
 
     ``busy_fraction_of_wall`` is busy samples / (rate x seconds): with the server pinned to one
     core and one thread doing work at a time (the GIL), this is about how busy that core was.
+    With ``requests`` (answered in the covered time), each part's CPU milliseconds per request
+    too, and ``serving_ms_per_request``: the busy time outside :data:`MODEL_PARTS` (HTTP path,
+    metrics, engine loop, other) per request, the figure the HTTP-path work is measured by.
     """
     counts: collections.Counter[str] = collections.Counter()
     leaves: collections.Counter[str] = collections.Counter()
@@ -112,7 +120,7 @@ def summarize_samples(stacks: Sequence[tuple[list[str], int]], rate_hz: float, s
             leaves[frames[-1]] += n
     busy = sum(n for part, n in counts.items() if part != "waiting")
     possible = rate_hz * seconds
-    return {
+    summary: dict[str, Any] = {
         "samples": sum(counts.values()),
         "busy_samples": busy,
         "busy_fraction_of_wall": round(busy / possible, 4) if possible else None,
@@ -126,6 +134,13 @@ def summarize_samples(stacks: Sequence[tuple[list[str], int]], rate_hz: float, s
         },
         "top_busy_lines": [{"frame": frame, "samples": n} for frame, n in leaves.most_common(15)],
     }
+    if requests:
+        per_request = {part: round(counts.get(part, 0) / rate_hz * 1000 / requests, 4) for part in PARTS}
+        summary["requests"] = requests
+        summary["ms_per_request"] = per_request
+        summary["serving_ms_per_request"] = round(
+            sum(v for part, v in per_request.items() if part not in (*MODEL_PARTS, "waiting")), 4)
+    return summary
 
 
 def record(pid: int, seconds: float, rate_hz: int, out: Path, cpus: str | None) -> subprocess.Popen[bytes]:
@@ -144,7 +159,9 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
     env = nextword_env(target, port, opts.threads)
     logdir = Path(tempfile.mkdtemp(prefix="nextword-profile-"))
     stacks_path = Path(opts.stacks) if opts.stacks else logdir / "stacks.txt"
-    server = app_server(env, port, logdir / "server.log", f"nextword-{opts.backend}", opts.server_cpus)
+    env.update(dict(pair.split("=", 1) for pair in opts.set))
+    server = app_server(env, port, logdir / "server.log", f"nextword-{opts.backend}", opts.server_cpus,
+                        cwd=Path(opts.app_dir).resolve())
     url = server.base_url
     with server:
         assert server.proc is not None
@@ -164,7 +181,10 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
             return result, out.decode(errors="replace")
 
         result, spy_log = asyncio.run(load_and_profile())
-    summary = summarize_samples(parse_collapsed(stacks_path.read_text().splitlines()), opts.rate_hz, opts.seconds)
+    # The profile covers the measured part of the load run: its 200s are the requests it answered.
+    answered = result["status_counts"].get("200", 0)
+    summary = summarize_samples(parse_collapsed(stacks_path.read_text().splitlines()), opts.rate_hz, opts.seconds,
+                                answered)
     return {
         "command": "python -m bench.profile " + " ".join(opts.argv),
         "date": utc_now(),
@@ -184,6 +204,8 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
             "behind_schedule": result["behind_schedule"],
         },
         "profile": summary,
+        "app_dir": opts.app_dir,
+        "settings": opts.set,
         "stacks": str(stacks_path) if opts.stacks else None,
         "py_spy": spy_log.strip().splitlines()[-2:] if spy_log.strip() else [],
     }
@@ -197,8 +219,11 @@ def format_summary(res: Mapping[str, Any]) -> str:
     for part, v in p["parts"].items():
         if part == "waiting":
             continue
+        per = (p.get("ms_per_request") or {}).get(part)
         lines.append(f"  {part:13s} {100 * (v['share_of_busy'] or 0):5.1f}% of busy, "
-                     f"{100 * (v['fraction_of_wall'] or 0):5.1f}% of wall")
+                     f"{100 * (v['fraction_of_wall'] or 0):5.1f}% of wall" + (f", {per:.3f} ms/request" if per else ""))
+    if p.get("serving_ms_per_request") is not None:
+        lines.append(f"  serving (outside the model's parts): {p['serving_ms_per_request']:.3f} ms CPU per request")
     return "\n".join(lines)
 
 
@@ -216,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--generator-cpus", default="1")
     p.add_argument("--stacks", help="keep py-spy's collapsed stacks here (flame graph input)")
+    p.add_argument("--app-dir", default=".", help="the checkout whose app is served (a worktree of another commit)")
+    p.add_argument("--set", action="append", default=[], metavar="NEXTWORD_VAR=VALUE",
+                   help="a server setting (e.g. NEXTWORD_RUNNER=granian); repeatable")
     p.add_argument("--out", help="write the JSON summary here")
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])

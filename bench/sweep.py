@@ -334,14 +334,19 @@ class Sweep:
                       f"{base:g}) for {o.overload_seconds:g} s, {o.overload_low_rate:g} req/s throughout and "
                       f"{o.recovery_seconds:g} s after", flush=True)
                 time.sleep(2.0)  # the probe's backlog drains (the engine's queue is bounded in time)
-                over, low = asyncio.run(overload_runs(url, backend, over_rate, o.overload_seconds,
-                                                      o.overload_low_rate, o.recovery_seconds, rs, self.docs))
+                with httpx.Client(trust_env=False, timeout=5.0) as metrics_client:
+                    before = scrape_metrics(metrics_client, url)
+                    over, low = asyncio.run(overload_runs(url, backend, over_rate, o.overload_seconds,
+                                                          o.overload_low_rate, o.recovery_seconds, rs, self.docs))
+                    after = scrape_metrics(metrics_client, url)
         except Exception as exc:
             log.exception("overload %s failed", backend)
             return {"error": f"{type(exc).__name__}: {exc}"}
         out = summarize_overload(over, low, o.overload_seconds, deadline_ms, over_rate, base, o.overload_factor,
                                  normal_ms=o.slo.p99_ms)
         out["base_kind"] = "saturating" if base == probe["ok_rps"] else "max rate at SLO"
+        # The engine's batches while saturated: P4 compares the model alone at this batch size.
+        out["server"] = metrics_delta(before, after)
         out["max_rate_at_slo"] = slo_rate
         out["saturation_probe"] = {
             "offered_rps": probe["offered_rps"], "ok_rps": probe["ok_rps"], "status_counts": probe["status_counts"],

@@ -1,28 +1,101 @@
-"""POST /v1/complete: the autocomplete endpoint (HTTP in, engine call, HTTP out)."""
+"""POST /v1/complete: the autocomplete endpoint (HTTP in, engine call, HTTP out).
+
+The hot path of the service, so it parses its own request: the body is read as JSON and
+validated by :class:`CompleteRequest`, and the two headers are read by hand, instead of
+FastAPI's per-request dependency solving (see ``docs/http_path.md`` for what that cost). The
+contract is unchanged and still documented from the same models: the OpenAPI operation
+declares the body, the header and every error, and a bad body or header gets the same 422 as
+any FastAPI route.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from pydantic_core import to_json
 
-from app.deps import get_state, require_api_key
+from app.deps import check_api_key
 from app.engine import DeadlineExceeded, EngineDead, EngineResult, EngineStopped, ModelFault, Overloaded
-from app.schemas import CompleteRequest, CompleteResponse, ErrorResponse
+from app.schemas import CompleteRequest, CompleteResponse, ErrorResponse, ValidationErrorResponse
 from app.state import ServerState
 
-router = APIRouter(prefix="/v1", tags=["complete"], dependencies=[Depends(require_api_key)])
+
+class DirectRoute(APIRoute):
+    """An APIRoute whose endpoint takes the ``Request`` and builds its ``Response`` itself.
+
+    FastAPI documents the operation as usual (``response_model``, ``responses``,
+    ``openapi_extra``), but each request goes straight to the endpoint: no dependency solving,
+    no parameter introspection and no response re-validation on the hot path.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        return self.endpoint
+
+
+router = APIRouter(prefix="/v1", tags=["complete"], route_class=DirectRoute)
 BACKSTOP_MARGIN_S = 1.0
+
+SESSION_HEADER = "X-Session-Id"
+SESSION_MAX = 128
+_SESSION_PATTERN = r"^[\x21-\x7e]+$"
+_SESSION_RE = re.compile(_SESSION_PATTERN)
 
 ERRORS = {
     401: {"model": ErrorResponse, "description": "An API key is required (NEXTWORD_API_KEYS is set)"},
     404: {"model": ErrorResponse, "description": "Unknown or not loaded model"},
     413: {"model": ErrorResponse, "description": "Text longer than the configured limit"},
+    422: {"model": ValidationErrorResponse, "description": "The body or the session header is malformed"},
     500: {"model": ErrorResponse, "description": "The model failed on this request (an error id to quote)"},
     503: {"model": ErrorResponse, "description": "Overloaded, loading, draining or backend down; see Retry-After"},
     504: {"model": ErrorResponse, "description": "The request's deadline passed"},
 }
+
+#: The parts of the operation FastAPI would derive from typed parameters, stated once here.
+OPENAPI = {
+    "parameters": [{
+        "name": SESSION_HEADER, "in": "header", "required": False,
+        "description": "the client's session (one per editor tab); the prefix cache is private to it, and a"
+                       " request without one uses no cache",
+        "schema": {"type": "string", "minLength": 1, "maxLength": SESSION_MAX, "pattern": _SESSION_PATTERN},
+    }],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": CompleteRequest.model_json_schema()}}},
+}
+
+
+def parse_body(raw: bytes) -> CompleteRequest:
+    """The request body, validated as FastAPI would (JSON, then the model); a 422 in its format otherwise.
+
+    The stdlib's JSON reader, not pydantic-core's: it keeps a lone surrogate, which the model
+    then refuses with a message that says so.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        where = getattr(exc, "pos", 0)
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", where),
+                                       "msg": f"JSON decode error: {getattr(exc, 'msg', exc)}"}]) from None
+    try:
+        return CompleteRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{"type": e["type"], "loc": ("body", *e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        ) from None
+
+
+def parse_session(value: str | None) -> str | None:
+    """The ``X-Session-Id`` header: absent, or 1-128 printable ASCII characters without spaces (422 otherwise)."""
+    if value is None or (len(value) <= SESSION_MAX and _SESSION_RE.match(value)):
+        return value
+    raise RequestValidationError([{"type": "string_pattern_mismatch", "loc": ("header", SESSION_HEADER),
+                                   "msg": f"must be 1-{SESSION_MAX} printable ASCII characters, no spaces"}])
 
 
 async def _await_unless_disconnected(request: Request, future: asyncio.Future[EngineResult]) -> EngineResult | None:
@@ -42,20 +115,12 @@ async def _await_unless_disconnected(request: Request, future: asyncio.Future[En
     return None
 
 
-SESSION_HEADER = "X-Session-Id"
-
-
-@router.post("/complete", response_model=CompleteResponse, responses=ERRORS)
-async def complete(
-    body: CompleteRequest,
-    request: Request,
-    state: ServerState = Depends(get_state),
-    session: str | None = Header(
-        None, alias=SESSION_HEADER, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
-        description="the client's session (one per editor tab); the prefix cache is private to it, and a request"
-        " without one uses no cache",
-    ),
-):
+@router.post("/complete", response_model=CompleteResponse, responses=ERRORS, openapi_extra=OPENAPI)
+async def complete(request: Request) -> Response:
+    state: ServerState = request.app.state.server
+    check_api_key(request)
+    body = parse_body(await request.body())
+    session = parse_session(request.headers.get(SESSION_HEADER))
     name = body.model or state.default_model
     backend = name if name in state.model_names else "unknown"  # bounded label values
     try:
@@ -68,7 +133,7 @@ async def complete(
 
 
 async def _complete(body: CompleteRequest, request: Request, state: ServerState, session: str | None,
-                    name: str) -> JSONResponse:
+                    name: str) -> Response:
     settings = state.settings
     if len(body.text) > settings.max_text_chars:
         raise HTTPException(413, f"text is {len(body.text)} characters; the limit is {settings.max_text_chars}")
@@ -88,8 +153,8 @@ async def _complete(body: CompleteRequest, request: Request, state: ServerState,
         raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
     try:
         # The backstop: whatever happens to the engine, this request waits no longer than its deadline + 1 s.
-        answer = await asyncio.wait_for(_await_unless_disconnected(request, req.future),
-                                        settings.deadline_ms / 1000 + BACKSTOP_MARGIN_S)
+        async with asyncio.timeout(settings.deadline_ms / 1000 + BACKSTOP_MARGIN_S):
+            answer = await _await_unless_disconnected(request, req.future)
     except (DeadlineExceeded, TimeoutError) as exc:
         raise HTTPException(504, f"deadline passed ({settings.deadline_ms:.0f} ms)") from exc
     except (EngineStopped, EngineDead) as exc:
@@ -103,8 +168,8 @@ async def _complete(body: CompleteRequest, request: Request, state: ServerState,
     return _encode(name, answer)
 
 
-def _encode(name: str, answer: EngineResult) -> JSONResponse:
-    """The response body, serialised once.
+def _encode(name: str, answer: EngineResult) -> Response:
+    """The response body, serialised once by pydantic-core.
 
     The body is exactly :class:`CompleteResponse` (``tests/app/test_api.py`` validates every
     answer against that schema), built as plain data: returning a ``Response`` skips
@@ -126,4 +191,4 @@ def _encode(name: str, answer: EngineResult) -> JSONResponse:
         "cache_hit": result.cache_hit,
         "typed_word_prob": result.typed_word_prob,
     }
-    return JSONResponse(body)
+    return Response(to_json(body), media_type="application/json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import REPO
+from bench import REPO, ab
 from bench.ab import Arm, ok_latencies, parse_arm, rotated
 from bench.run_summary import merged_status_counts
 from bench.stats import summarize
@@ -57,3 +57,10 @@ def test_status_counts_sum_every_outcome_over_rounds() -> None:
     # An overload A/B is read by its 504s and 503s as much as by its latencies.
     runs = [{"status_counts": {"200": 10, "503": 4}}, {"status_counts": {"200": 7, "504": 1, "timeout": 2}}, {}]
     assert merged_status_counts(runs) == {"200": 17, "503": 4, "504": 1, "timeout": 2}
+
+
+def test_cpu_per_answer_counts_every_200_and_only_200s() -> None:
+    result = {"samples": {"status": ["200", "200", "503", "200", "ReadError"]}}
+    assert ab.cpu_ms_per_answer(10.0, 10.3, result) == 100.0  # 0.3 s over three 200s
+    assert ab.cpu_ms_per_answer(None, 10.3, result) is None  # the server was gone
+    assert ab.cpu_ms_per_answer(1.0, 2.0, {"samples": {"status": ["503"]}}) is None

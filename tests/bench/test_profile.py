@@ -55,3 +55,18 @@ def test_summary_counts_parts_and_how_busy_the_core_was():
     assert summary["parts"]["decoder"]["fraction_of_wall"] == pytest.approx(0.05)
     assert summary["parts"]["waiting"]["share_of_busy"] is None  # waiting is not busy
     assert summary["top_busy_lines"][0] == {"frame": "run_calls (model/batching.py:64)", "samples": 30}
+
+
+def test_per_request_figures_leave_out_the_models_work_and_the_waiting():
+    raw = [
+        f"{WORKER};run_calls (model/batching.py:64) 40",
+        f"{WORKER};next_words (model/decoder.py:198) 10",
+        f"{ROOT};Response.__call__ (starlette/responses.py:160) 6",
+        f"{WORKER};EngineMetrics.request_done (app/metrics.py:120) 2",
+        f"{ROOT};Runner.run (asyncio/runners.py:118) 142",
+    ]
+    summary = summarize_samples(parse_collapsed(raw), rate_hz=100, seconds=2.0, requests=40)
+    assert summary["ms_per_request"]["model calls"] == pytest.approx(10.0)  # 0.4 s over 40 requests
+    assert summary["ms_per_request"]["HTTP path"] == pytest.approx(1.5)
+    assert summary["serving_ms_per_request"] == pytest.approx(2.0)  # HTTP path + metrics, not model nor waiting
+    assert "serving_ms_per_request" not in summarize_samples(parse_collapsed(raw), rate_hz=100, seconds=2.0)
