@@ -13,10 +13,12 @@ its rounds (exact nearest-rank percentiles of all samples) and the per-round p99
 to show the spread. Each run also records the server's CPU time (its process tree, from
 ``/proc``) per answered request, the figure that is stable on this machine.
 
-An arm is ``NAME=DIR[:VAR=VALUE[:VAR=VALUE...]]``: the server is ``python -m app`` run from
-``DIR`` (a checkout or worktree; its own ``app``/``model`` packages are imported), pinned
-like the sweep's (``--server-cpus``, 1 torch thread), with the sweep's settings for the
-backend plus the given ``NEXTWORD_*`` overrides. Run the tool itself on the other core.
+An arm is ``NAME=DIR[@MODULE][:VAR=VALUE[:VAR=VALUE...]]``: the server is ``python -m app``
+(or ``MODULE``, e.g. ``bench.floor_app``, the stack's floor) run from ``DIR`` (a checkout or
+worktree; its own ``app``/``model`` packages are imported), pinned like the sweep's
+(``--server-cpus``, 1 torch thread), with the sweep's settings for the backend plus the given
+``NEXTWORD_*`` overrides (``NEXTWORD_RUNNER=granian`` for another runner). Run the tool
+itself on the other core.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Arm:
     name: str
     directory: Path
     env: dict[str, str] = field(default_factory=dict)
+    module: str = "app"  # what ``python -m`` runs (bench.floor_app: the stack's floor)
 
 
 def parse_arm(text: str) -> Arm:
@@ -58,6 +61,7 @@ def parse_arm(text: str) -> Arm:
     if not sep or not name or not rest:
         raise ValueError(f"arm {text!r}: expected NAME=DIR[:VAR=VALUE...]")
     directory, *pairs = rest.split(":")
+    directory, _, module = directory.partition("@")
     env: dict[str, str] = {}
     for pair in pairs:
         var, eq, value = pair.partition("=")
@@ -67,7 +71,7 @@ def parse_arm(text: str) -> Arm:
     path = (REPO / directory).resolve() if not Path(directory).is_absolute() else Path(directory)
     if not (path / "app" / "__main__.py").is_file():
         raise ValueError(f"arm {name!r}: {path} is not a nextword checkout (no app/__main__.py)")
-    return Arm(name, path, env)
+    return Arm(name, path, env, module or "app")
 
 
 def median_or_none(values: Iterable[float | None]) -> float | None:
@@ -105,7 +109,8 @@ def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], durat
     port = free_port()
     target = Target(server="nextword", backend=backend, workload=workload, batching=True, cache=True)
     env = nextword_env(target, port, threads=1, extra=arm.env)
-    server = app_server(env, port, log_dir / f"{arm.name}.log", arm.name, server_cpus, cwd=arm.directory)
+    server = app_server(env, port, log_dir / f"{arm.name}.log", arm.name, server_cpus, cwd=arm.directory,
+                        module=arm.module)
     url = server.base_url
     out: dict[float, dict[str, Any]] = {}
     with server:
@@ -183,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python -m bench.ab " + " ".join(argv if argv is not None else sys.argv[1:]),
         "git": git_info(),
         "machine": machine_info(),
-        "arms": [{"name": a.name, "dir": str(a.directory), "env": a.env} for a in arms],
+        "arms": [{"name": a.name, "dir": str(a.directory), "module": a.module, "env": a.env} for a in arms],
         "model": args.model, "workload": args.workload, "rounds": args.rounds, "duration_s": args.duration,
         "results": table,
     }

@@ -129,7 +129,8 @@ def bars_section(results: Mapping[str, Any], targets: Mapping[str, float]) -> li
     L += _table(["bar", "what", "measured", "target", "verdict", "by how much"],
                 [[r["bar"], r["what"], r["measured"], r["target"], f"**{r['verdict']}**", r["margin"]]
                  for r in bars(results, targets)])
-    L += ["", "P2, P3 and P5 targets are the load-testing issue's, P4 this report's; the recovery target is this report's reading of "
+    L += ["", "P2, P3 and P5 targets are the load-testing issue's, P4 this report's; the recovery target is this "
+          "report's reading of "
           "\"within 2 s after the load drops, p99 is back to normal\": from a moment less than 2 s after the "
           "drop on, every low-stream request is answered within the SLO (older results files: the p99 of the "
           "2 s after the drop under the SLO; `bench/report.py: BARS`, override with `--bar NAME=VALUE`).", ""]

@@ -171,12 +171,12 @@ def _group_alive(pgid: int) -> bool:
 
 
 def app_server(env: Mapping[str, str], port: int, log_path: Path, name: str, cpus: str | None = None,
-               cwd: Path = REPO) -> ServerProcess:
-    """``python -m app`` from ``cwd`` on ``port``, pinned to ``cpus``, ready when /readyz says so.
+               cwd: Path = REPO, module: str = "app") -> ServerProcess:
+    """``python -m app`` (or ``module``) from ``cwd`` on ``port``, pinned to ``cpus``, ready when /readyz says so.
 
     ``env`` is the server's whole environment; its ``NEXTWORD_PORT`` is set to ``port``.
     """
-    return ServerProcess(pinned([sys.executable, "-m", "app"], cpus), {**env, "NEXTWORD_PORT": str(port)},
+    return ServerProcess(pinned([sys.executable, "-m", module], cpus), {**env, "NEXTWORD_PORT": str(port)},
                          f"http://127.0.0.1:{port}", "/readyz", log_path, name, cwd=cwd)
 
 

@@ -15,6 +15,9 @@ def test_parse_arm_reads_directory_and_settings() -> None:
     assert arm.name == "off" and arm.directory == REPO
     assert arm.env == {"NEXTWORD_BATCHING": "false", "NEXTWORD_MAX_WAIT_MS": "0"}
     assert parse_arm(f"base={REPO}").env == {}
+    assert parse_arm(f"base={REPO}").module == "app"
+    floor = parse_arm("floor=.@bench.floor_app:NEXTWORD_RUNNER=uvicorn")
+    assert (floor.directory, floor.module, floor.env) == (REPO, "bench.floor_app", {"NEXTWORD_RUNNER": "uvicorn"})
 
 
 @pytest.mark.parametrize(

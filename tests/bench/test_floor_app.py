@@ -1,0 +1,22 @@
+"""bench.floor_app: the served app with a constant /v1/complete, everything else as served."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from app.config import Settings
+from bench.floor_app import BODY, floor_app
+
+
+@pytest.mark.asyncio
+async def test_the_floor_answers_the_constant_body_without_an_engine() -> None:
+    app = floor_app(Settings(models="gru=/nonexistent/gru.pt"))  # no lifespan: no model is loaded
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        r = await client.post("/v1/complete", json={"text": "anything at all", "k": 99})
+        health = await client.get("/healthz")
+    assert r.status_code == 200 and r.content == BODY
+    assert json.loads(BODY)["suggestions"]  # shaped like an answer
+    assert health.status_code == 200  # the other routes are the served app's
