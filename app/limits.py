@@ -2,8 +2,9 @@
 
 FastAPI reads and parses a JSON body before a route can look at its size, so an oversized
 body would cost its full read and parse. Here a ``Content-Length`` over the cap is refused at
-once, and a body streamed without one (chunked) is counted as it arrives and refused as soon
-as it passes the cap; only then does the application see it (replayed from the buffer).
+once (one within it goes straight through: the HTTP server delivers exactly the declared
+bytes), and a body streamed without one (chunked) is counted as it arrives and refused as
+soon as it passes the cap; only then does the application see it (replayed from the buffer).
 
 The 413 goes out at once, but the connection is only closed after the rest of the upload is
 read and discarded (up to ``drain_bytes``, for up to ``drain_s``): closing a socket with
@@ -41,6 +42,9 @@ class BodySizeLimit:
             declared = int(length) if length.isdigit() else None
             drain = declared is not None and declared <= self.drain_bytes
             await self._refuse(send, declared, receive if drain else None)
+            return
+        if length is not None:  # declared and within the cap: the HTTP server delivers exactly that many bytes
+            await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0

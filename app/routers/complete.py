@@ -99,20 +99,32 @@ def parse_session(value: str | None) -> str | None:
 
 
 async def _await_unless_disconnected(request: Request, future: asyncio.Future[EngineResult]) -> EngineResult | None:
-    """The engine's answer, or None if the client hung up first (its work is then dropped)."""
+    """The engine's answer, or None if the client hung up first (its work is then dropped).
+
+    One watcher task reads the connection; a hang-up cancels the engine's future, which the
+    engine then skips. Awaiting the future itself (not ``asyncio.wait`` over both) keeps the
+    common path to one task and one callback.
+    """
 
     async def disconnected() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
+    def hung_up(watcher: asyncio.Future[None]) -> None:
+        if not watcher.cancelled() and not future.done():
+            future.cancel()
+
     watcher = asyncio.ensure_future(disconnected())
+    watcher.add_done_callback(hung_up)
     try:
-        done, _ = await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await future
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            return None  # the client went away: nobody reads this response
+        raise  # this task itself was cancelled (shutdown)
     finally:
+        watcher.remove_done_callback(hung_up)
         watcher.cancel()
-    if future in done:
-        return future.result()
-    return None
 
 
 @router.post("/complete", response_model=CompleteResponse, responses=ERRORS, openapi_extra=OPENAPI)
