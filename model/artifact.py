@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,10 @@ def update_card(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
     version = FORMAT_VERSION if hasattr(lm.module, "pack_fp16") else 2  # the module is saved as it was
     card = sealed({**lm.card, **updates}, lm.tokenizer.model_proto, lm.module.state_dict(), version)
     extra = {TOKENIZER_FILE: lm.tokenizer.model_proto, CARD_FILE: json.dumps(card, indent=2, sort_keys=True)}
+    # Written beside it and renamed: a reader never sees half an artifact, a crash leaves the old one.
+    partial = Path(path).with_name(Path(path).name + ".partial")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.jit.save(lm.module, str(path), _extra_files=extra)
+        torch.jit.save(lm.module, str(partial), _extra_files=extra)
+    os.replace(partial, path)
     return card

@@ -31,3 +31,16 @@ def test_points_scored_per_snapshot_then_drawn(tmp_path: Path, tiny_models: dict
 def test_snapshots_need_somewhere_to_write(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["--snapshots", "x.pt", "--tokenizer", "t.model", "--corpus", "c.txt"])
+
+
+def test_adaptation_curve_keeps_the_validation_points_in_minutes():
+    from training.adapt_curve import curve_points
+
+    lines = ['{"step": 250, "wall_seconds": 186.0, "val_loss": 4.18, "val_word_ppl": 1217.3}',
+             '{"step": 300, "wall_seconds": 200.0, "train_loss": 4.0}',  # no validation on this line
+             "",
+             '{"step": 500, "wall_seconds": 447.3, "val_loss": 4.11, "val_word_ppl": 1074.2}']
+    assert curve_points(lines) == [
+        {"minutes": 3.1, "step": 250, "val_loss": 4.18, "val_word_ppl": 1217.3},
+        {"minutes": 7.46, "step": 500, "val_loss": 4.11, "val_word_ppl": 1074.2},
+    ]
