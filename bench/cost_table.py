@@ -24,12 +24,17 @@ def _label(cfg: Mapping[str, Any]) -> str:
             f"cache {'on' if cfg.get('cache') else 'off'})")
 
 
+#: How far a measured rate may be from the table's rate (typing rates snap to the typists' cadence).
+RATE_TOLERANCE = 0.15
+
+
 def point_at(cfg: Mapping[str, Any], rate: float) -> Mapping[str, Any] | None:
-    """The configuration's point at the rate ``rate`` with a CPU figure (None if not measured there)."""
-    for point in cfg.get("points", []):
-        if point.get("rate") == rate and point.get("server_cpu_ms_per_request") is not None:
-            return point
-    return None
+    """The configuration's point with a CPU figure nearest ``rate``, within :data:`RATE_TOLERANCE`."""
+    points = [p for p in cfg.get("points", []) if p.get("server_cpu_ms_per_request") is not None]
+    if not points:
+        return None
+    nearest = min(points, key=lambda p: abs(p["rate"] - rate))
+    return nearest if abs(nearest["rate"] - rate) <= RATE_TOLERANCE * rate else None
 
 
 def cost_rows(runs: Runs, rate: float) -> list[dict[str, Any]]:
@@ -39,14 +44,17 @@ def cost_rows(runs: Runs, rate: float) -> list[dict[str, Any]]:
         for cfg in results.get("configs", []):
             row = rows.setdefault(cfg["key"], {"key": cfg["key"], "server": cfg.get("server"),
                                                "backend": cfg.get("backend"), "workload": cfg.get("workload"),
-                                               "label": _label(cfg), "values": [], "slo_met": 0})
+                                               "label": _label(cfg), "values": [], "slo_met": 0,
+                                               "rates": set()})
             point = point_at(cfg, rate)
             if point is not None:
                 row["values"].append(float(point["server_cpu_ms_per_request"]))
+                row["rates"].add(round(float(point["rate"]), 2))
                 row["slo_met"] += bool(point.get("passed"))
     out = []
     for row in rows.values():
         v = row.pop("values")
+        row["rates"] = sorted(row["rates"])
         row.update(n=len(v), min=min(v) if v else None, median=statistics.median(v) if v else None,
                    max=max(v) if v else None)
         out.append(row)
@@ -63,18 +71,20 @@ def cost_section(runs: Runs, rate: float) -> list[str]:
     if not runs:
         return []
     rows = cost_rows(runs, rate)
-    L = [f"## Server CPU per answered request at {rate:g} req/s", "",
+    L = [f"## Server CPU per answered request at about {rate:g} req/s", "",
          "The server's whole process tree (user + system CPU from `/proc`) over a run, divided by the"
          f" requests it answered 200; min / median / max over the {len(runs)} sweeps below (n: how many"
-         " measured the row; SLO met: in how many of them that point kept p99 <= the SLO with no errors).", "",
-         "| workload | backend | server | CPU-ms per request (min / median / max) | n | SLO met"
+         " measured the row; SLO met: in how many of them that point kept p99 <= the SLO with no errors;"
+         " at: the offered rate of the points, the nearest within 15%).", "",
+         "| workload | backend | server | at (req/s) | CPU-ms per request (min / median / max) | n | SLO met"
          " | median / LitServe's |",
-         "|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         spread = (f"{r['min']:.2f} / **{r['median']:.2f}** / {r['max']:.2f}" if r["n"] else "not measured")
         ratio = f"{r['vs_litserve']:.2f}x" if r["vs_litserve"] is not None else ""
-        L.append(f"| {r['workload']} | {r['backend']} | {r['label']} | {spread} | {r['n']} | {r['slo_met']}/{r['n']}"
-                 f" | {ratio} |")
+        at = ", ".join(f"{x:g}" for x in r["rates"])
+        L.append(f"| {r['workload']} | {r['backend']} | {r['label']} | {at} | {spread} | {r['n']}"
+                 f" | {r['slo_met']}/{r['n']} | {ratio} |")
     L += ["", "```bash"]
     for path, results in runs:
         meta = results.get("meta", {})

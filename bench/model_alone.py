@@ -91,25 +91,31 @@ def run_model_alone(
     from bench.workloads import load_documents
     from model.artifact import load_artifact
 
-    torch.set_num_threads(threads)
-    torch.set_grad_enabled(False)
     settings = Settings()
     cfg = engine_config(settings)
     texts = cold_texts(docs if docs is not None else load_documents(), n_texts, seed)
     out: dict[str, Any] = {}
-    for name, path in models.items():
-        lm = load_artifact(path, name, settings.precision)
-        per: dict[str, Any] = {}
-        for b in batch_sizes:
-            per[str(b)] = measure_batch_size(lm, texts, b, seconds, cfg.decode, cfg.max_batch_rows)
-            print(f"model-alone {name} batch {b}: {per[str(b)]['requests_per_s']:.1f} req/s", file=sys.stderr)
-        out[name] = {
-            "batch_sizes": per,
-            "best_requests_per_s": max(v["requests_per_s"] for v in per.values()),
-            "threads": threads,
-            "precision": lm.precision,
-            "decode": {"beam": cfg.decode.beam, "k": 3, "max_words": 0, "cache": None},
-        }
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:  # no process-wide torch state outlives the measurement (it runs inside tests too)
+        with torch.no_grad():
+            for name, path in models.items():
+                lm = load_artifact(path, name, settings.precision)
+                per: dict[str, Any] = {}
+                for b in batch_sizes:
+                    per[str(b)] = measure_batch_size(lm, texts, b, seconds, cfg.decode,
+                                                     cfg.scheduler.max_batch_rows)
+                    print(f"model-alone {name} batch {b}: {per[str(b)]['requests_per_s']:.1f} req/s",
+                          file=sys.stderr)
+                out[name] = {
+                    "batch_sizes": per,
+                    "best_requests_per_s": max(v["requests_per_s"] for v in per.values()),
+                    "threads": threads,
+                    "precision": lm.precision,
+                    "decode": {"beam": cfg.decode.beam, "k": 3, "max_words": 0, "cache": None},
+                }
+    finally:
+        torch.set_num_threads(threads_before)
     return out
 
 

@@ -15,7 +15,7 @@ def _run(nw: float, ls: float, typing: bool = False) -> dict:
     configs = [_cfg("nw-cold", "nextword", "cold", {10.0: nw, 20.0: nw / 2}), _cfg("ls-cold", "litserve", "cold",
                                                                                      {10.0: ls}, passed=False)]
     if typing:
-        configs.append(_cfg("nw-typing", "nextword", "typing", {20.0: 3.0}))
+        configs.append(_cfg("nw-typing", "nextword", "typing", {20.0: 3.0, 12.0: 4.0}))
     return {"meta": {"command": "python -m bench.sweep ...", "git": {"commit": "abc1234"}}, "configs": configs}
 
 
@@ -27,13 +27,15 @@ def test_rows_give_min_median_max_at_the_rate_and_the_ratio_of_medians() -> None
     assert ls["median"] == 22.0 and ls["vs_litserve"] is None
     assert nw["vs_litserve"] == round(8.0 / 22.0, 2)
     assert nw["slo_met"] == 3 and ls["slo_met"] == 0
-    assert rows["nw-typing"]["n"] == 0 and rows["nw-typing"]["median"] is None  # not measured at 10 req/s
+    assert rows["nw-typing"]["n"] == 0 and rows["nw-typing"]["median"] is None  # 12 is more than 15% off 10
+    near = {r["key"]: r for r in cost_rows(runs, 11.0)}["nw-typing"]
+    assert (near["median"], near["rates"]) == (4.0, [12.0])  # the nearest point, within 15%
 
 
 def test_section_leads_with_the_table_and_names_every_run() -> None:
     runs = [("a.json", _run(8.0, 24.0)), ("b.json", _run(7.0, 20.0))]
     text = "\n".join(cost_section(runs, 10.0))
-    assert text.startswith("## Server CPU per answered request at 10 req/s")
+    assert text.startswith("## Server CPU per answered request at about 10 req/s")
     assert "7.00 / **7.50** / 8.00" in text and "0.34x" in text
     assert text.count("at abc1234") == 2
     assert cost_section([], 10.0) == []
