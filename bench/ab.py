@@ -39,7 +39,7 @@ from bench.configs import Target, nextword_env
 from bench.loadgen import run_load
 from bench.openloop import LoadConfig
 from bench.provenance import git_info, machine_info
-from bench.run_summary import merged_status_counts
+from bench.run_summary import cpu_ms_per_answer, merged_status_counts
 from bench.servers import app_server, free_port, tree_cpu_seconds
 from bench.stats import rounded, summarize
 from bench.workloads import load_documents
@@ -93,14 +93,6 @@ def ok_latencies(result: dict[str, Any]) -> list[float]:
         for lat, status, warm in zip(s["latency_ms"], s["status"], s["warmup"], strict=True)
         if status == "200" and not warm and lat is not None
     ]
-
-
-def cpu_ms_per_answer(before: float | None, after: float | None, result: dict[str, Any]) -> float | None:
-    """The server's CPU time over a run (its process tree: granian serves from a child) per 200, warm-up included."""
-    answered = sum(1 for status in result["samples"]["status"] if status == "200")
-    if before is None or after is None or not answered:
-        return None
-    return round((after - before) * 1000 / answered, 3)
 
 
 def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], duration: float, warmup: float,

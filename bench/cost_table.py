@@ -28,7 +28,7 @@ def _label(cfg: Mapping[str, Any]) -> str:
 RATE_TOLERANCE = 0.15
 
 
-def point_at(cfg: Mapping[str, Any], rate: float) -> Mapping[str, Any] | None:
+def nearest_point(cfg: Mapping[str, Any], rate: float) -> Mapping[str, Any] | None:
     """The configuration's point with a CPU figure nearest ``rate``, within :data:`RATE_TOLERANCE`."""
     points = [p for p in cfg.get("points", []) if p.get("server_cpu_ms_per_request") is not None]
     if not points:
@@ -46,7 +46,7 @@ def cost_rows(runs: Runs, rate: float) -> list[dict[str, Any]]:
                                                "backend": cfg.get("backend"), "workload": cfg.get("workload"),
                                                "label": _label(cfg), "values": [], "slo_met": 0,
                                                "rates": set()})
-            point = point_at(cfg, rate)
+            point = nearest_point(cfg, rate)
             if point is not None:
                 row["values"].append(float(point["server_cpu_ms_per_request"]))
                 row["rates"].add(round(float(point["rate"]), 2))

@@ -159,7 +159,6 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
     env = nextword_env(target, port, opts.threads)
     logdir = Path(tempfile.mkdtemp(prefix="nextword-profile-"))
     stacks_path = Path(opts.stacks) if opts.stacks else logdir / "stacks.txt"
-    env.update(dict(pair.split("=", 1) for pair in opts.set))
     server = app_server(env, port, logdir / "server.log", f"nextword-{opts.backend}", opts.server_cpus,
                         cwd=Path(opts.app_dir).resolve())
     url = server.base_url
@@ -205,7 +204,6 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
         },
         "profile": summary,
         "app_dir": opts.app_dir,
-        "settings": opts.set,
         "stacks": str(stacks_path) if opts.stacks else None,
         "py_spy": spy_log.strip().splitlines()[-2:] if spy_log.strip() else [],
     }
@@ -242,8 +240,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--generator-cpus", default="1")
     p.add_argument("--stacks", help="keep py-spy's collapsed stacks here (flame graph input)")
     p.add_argument("--app-dir", default=".", help="the checkout whose app is served (a worktree of another commit)")
-    p.add_argument("--set", action="append", default=[], metavar="NEXTWORD_VAR=VALUE",
-                   help="a server setting (e.g. NEXTWORD_RUNNER=granian); repeatable")
     p.add_argument("--out", help="write the JSON summary here")
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])

@@ -223,3 +223,11 @@ def answered_all(result: Mapping[str, Any]) -> int:
     """200s of a run, warm-up included: every answer the server spent CPU on during it."""
     measured, warmup = result.get("status_counts", {}), result.get("status_counts_warmup", {})
     return int(measured.get("200", 0)) + int(warmup.get("200", 0))
+
+
+def cpu_ms_per_answer(before: float | None, after: float | None, result: Mapping[str, Any]) -> float | None:
+    """The server's CPU seconds over a run (``before``/``after``, None if it was gone) per 200, in ms."""
+    answered = answered_all(result)
+    if before is None or after is None or not answered:
+        return None
+    return round((after - before) * 1000 / answered, 3)

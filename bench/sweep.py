@@ -82,7 +82,7 @@ from bench.configs import (
 )
 from bench.overload import default_deadline_ms, overload_runs, saturation_probe, summarize_overload
 from bench.provenance import git_info, machine_info, model_facts, package_versions, utc_now
-from bench.run_summary import answered_all
+from bench.run_summary import cpu_ms_per_answer
 from bench.runs import point_summary, run_point, settle
 from bench.server_metrics import metrics_delta, scrape_metrics
 from bench.servers import (
@@ -216,9 +216,7 @@ class Sweep:
             cpu_after = tree_cpu_seconds(server.proc.pid) if server.proc is not None else None
             after = scrape_metrics(metrics_client, url) if target.server == "nextword" else {}
             settle_s = settle(metrics_client, url, target.backend)
-            answered = answered_all(result)
-            cpu_ms = (round(1000 * (cpu_after - cpu_before) / answered, 3)
-                      if cpu_before is not None and cpu_after is not None and answered else None)
+            cpu_ms = cpu_ms_per_answer(cpu_before, cpu_after, result)
             point = point_summary(result, rate, "", o.slo, {"server": metrics_delta(before, after),
                                                             "settle_s": settle_s,
                                                             "server_cpu_ms_per_request": cpu_ms})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import REPO, ab
+from bench import REPO
 from bench.ab import Arm, ok_latencies, parse_arm, rotated
-from bench.run_summary import merged_status_counts
+from bench.run_summary import cpu_ms_per_answer, merged_status_counts
 from bench.stats import summarize
 
 
@@ -63,7 +63,7 @@ def test_status_counts_sum_every_outcome_over_rounds() -> None:
 
 
 def test_cpu_per_answer_counts_every_200_and_only_200s() -> None:
-    result = {"samples": {"status": ["200", "200", "503", "200", "ReadError"]}}
-    assert ab.cpu_ms_per_answer(10.0, 10.3, result) == 100.0  # 0.3 s over three 200s
-    assert ab.cpu_ms_per_answer(None, 10.3, result) is None  # the server was gone
-    assert ab.cpu_ms_per_answer(1.0, 2.0, {"samples": {"status": ["503"]}}) is None
+    result = {"status_counts": {"200": 2, "503": 1, "ReadError": 1}, "status_counts_warmup": {"200": 1}}
+    assert cpu_ms_per_answer(10.0, 10.3, result) == 100.0  # 0.3 s over three 200s, warm-up included
+    assert cpu_ms_per_answer(None, 10.3, result) is None  # the server was gone
+    assert cpu_ms_per_answer(1.0, 2.0, {"status_counts": {"503": 1}}) is None
