@@ -37,7 +37,7 @@ from model.artifact import load_artifact
 from model.export import export_checkpoint
 from model.network import ModelConfig, RNNLanguageModel
 from training.data import detect_format, open_maybe_gzip
-from training.train import TrainConfig, evaluate_loss, train
+from training.train import AUTOCAST, TrainConfig, evaluate_loss, train
 
 log = logging.getLogger("training.adapt")
 
@@ -120,6 +120,7 @@ def build_config(args: argparse.Namespace, base_config: dict[str, Any]) -> Train
         eval_every=args.eval_every,
         eval_tokens=args.eval_tokens,
         threads=args.threads,
+        autocast=args.autocast,
         device="cpu",
         init_from=args.base,
         seed=args.seed,
@@ -150,7 +151,8 @@ def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], ba
         "minutes": round(float(ckpt["wall_seconds"]) / 60, 1),
         "best_val_loss": ckpt.get("val_loss"),
         "recipe": {k: getattr(cfg, k) for k in ("lr", "warmup_steps", "min_lr_ratio", "weight_decay", "dropout",
-                                                  "batch_size", "seq_len", "max_minutes", "mix_docs")},
+                                                  "batch_size", "seq_len", "max_minutes", "mix_docs",
+                                                  "autocast")},
         "machine": machine(),
     }
 
@@ -228,6 +230,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--average-last", type=int, default=DEFAULT_AVERAGE_LAST,
                         help="average the last N validation snapshots' weights if that validates better (1: off)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--autocast", choices=AUTOCAST, default="fp32",
+                        help="bf16: forward pass in bfloat16 (fp32 weights); faster on AVX512-BF16 CPUs")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--licence", default=None, help="licence of --corpus (known corpora are recognised)")
     parser.add_argument("--resume", action="store_true", help="continue from WORK/last.pt")

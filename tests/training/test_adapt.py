@@ -103,3 +103,23 @@ def test_adapt_refuses_a_file_that_is_not_an_artifact(tmp_path: Path) -> None:
     bogus.write_bytes(b"not a model")
     with pytest.raises(ValueError):
         adapt_main(["--from", str(bogus), "--corpus", str(bogus), "--out", str(tmp_path / "x.pt"), "--dry-run"])
+
+
+def test_bf16_autocast_adapts_and_exports_fp32_weights(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    corpus = _aeslc_like(tmp_path / "aeslc-enron-email.jsonl.gz")
+    out = tmp_path / "gru-email.pt"
+    adapt_main(["--from", str(tiny_models["gru"]), "--corpus", str(corpus), "--out", str(out),
+                "--work-dir", str(tmp_path / "work"), "--dry-run", "--threads", "1", "--autocast", "bf16"])
+    adapted = load_artifact(out)
+    assert adapted.card["lineage"]["recipe"]["autocast"] == "bf16"
+    assert adapted.card["checksum"] != load_artifact(tiny_models["gru"]).card["checksum"]
+    assert all(p.dtype == torch.float32 for p in adapted.module.state_dict().values() if p.is_floating_point())
+    log = [json.loads(line) for line in (tmp_path / "work" / "log.jsonl").read_text().splitlines()]
+    assert log and all(torch.isfinite(torch.tensor(r["val_loss"])) for r in log)
+
+
+def test_an_unknown_autocast_is_refused() -> None:
+    from training.train import TrainConfig
+
+    with pytest.raises(ValueError, match="autocast"):
+        TrainConfig(autocast="fp8")
