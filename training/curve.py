@@ -10,7 +10,8 @@ keystroke simulation, which costs most) on a fixed sample of held-out documents.
 
 While a run trains, points can be scored one snapshot at a time on spare cores and plotted
 afterwards: ``--snapshots FILE... --points-dir DIR`` writes one JSON per snapshot, and
-``--points DIR/*.json --out STEM`` draws the curve from them.
+``--points DIR/*.json --out STEM`` draws the curve from them. ``--logs [NAME=]RUN/log.jsonl ...``
+draws validation loss and perplexity against minutes from the logs alone (an adaptation's curve).
 """
 
 from __future__ import annotations
@@ -83,34 +84,50 @@ def plot(curves: dict[str, list[dict]], path: Path, reference_top1: float | None
     fig.savefig(path, dpi=90)
 
 
-def log_curves(logs: list[Path]) -> dict[str, list[dict]]:
-    """Validation points of training logs (``RUN/log.jsonl``), one curve per run folder."""
+def curve_points(lines: list[str]) -> list[dict]:
+    """The validation points of one training log's lines, in order (lines without one are skipped)."""
+    points = []
+    for line in lines:
+        row = json.loads(line) if line.strip() else {}
+        if row.get("val_loss") is not None:
+            points.append({"minutes": round(row["wall_seconds"] / 60, 2), "step": row["step"],
+                           "val_loss": row["val_loss"], "val_word_ppl": row["val_word_ppl"]})
+    return points
+
+
+def log_curves(logs: list[str]) -> dict[str, list[dict]]:
+    """Validation points of training logs, one curve per log: ``NAME=RUN/log.jsonl``, or the path
+    alone (named after its run folder)."""
     curves = {}
-    for log_path in logs:
-        records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-        curves[log_path.parent.name] = [
-            {"minutes": round(r["wall_seconds"] / 60, 2), "step": r["step"], "val_loss": r["val_loss"],
-             "val_word_ppl": r["val_word_ppl"]}
-            for r in records]
+    for item in logs:
+        name, _, path = item.rpartition("=")
+        log_path = Path(path)
+        curves[name or log_path.parent.name] = curve_points(log_path.read_text().splitlines())
     return curves
 
 
 def plot_logs(curves: dict[str, list[dict]], path: Path, title: str, x: str = "minutes") -> None:
-    """Validation word perplexity against minutes (or steps) of training, one line per run."""
+    """Validation loss and word perplexity against minutes (or steps) of training, one line per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, (loss_ax, ppl_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for name, points in curves.items():
-        ax.plot([p[x] for p in points], [p["val_word_ppl"] for p in points], marker="o", markersize=3, label=name)
-    xlabel = "minutes of training (this CPU)" if x == "minutes" else "optimiser steps (32 x 64 tokens)"
-    ax.set(xlabel=xlabel, ylabel="validation word perplexity", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        xs = [p[x] for p in points]
+        loss_ax.plot(xs, [p["val_loss"] for p in points], marker="o", markersize=3, label=name)
+        ppl_ax.plot(xs, [p["val_word_ppl"] for p in points], marker="o", markersize=3, label=name)
+    xlabel = "minutes of training (this CPU)" if x == "minutes" else "optimiser steps"
+    loss_ax.set(xlabel=xlabel, ylabel="validation loss (nats per piece)")
+    ppl_ax.set(xlabel=xlabel, ylabel="validation word perplexity", yscale="log")
+    for ax in (loss_ax, ppl_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--runs", nargs="+", help="run folders: score all their snapshots")
     source.add_argument("--snapshots", nargs="+", help="score these snapshot files (with --points-dir)")
     source.add_argument("--points", nargs="+", help="already scored point JSONs: only draw the curve")
-    source.add_argument("--logs", nargs="+", help="training logs (RUN/log.jsonl): validation perplexity vs minutes")
+    source.add_argument("--logs", nargs="+", metavar="[NAME=]LOG",
+                        help="training or adaptation logs (RUN/log.jsonl): validation loss and perplexity vs minutes")
     parser.add_argument("--title", default="validation perplexity while training")
     parser.add_argument("--x", choices=("minutes", "step"), default="minutes", help="--logs: the x axis")
     parser.add_argument("--tokenizer")
@@ -140,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.logs:
         if not args.out:
             parser.error("--out is required")
-        curves = log_curves([Path(p) for p in args.logs])
+        curves = log_curves(args.logs)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".json").write_text(json.dumps(curves, indent=2))

@@ -110,7 +110,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         given = getattr(args, f.name)
         if given is not None:
             values[f.name] = given
-    cfg = TrainConfig(**values)
+    try:
+        cfg = TrainConfig(**values)
+    except ValueError as exc:
+        parser.error(str(exc))
     if cfg.dry_run:
         cfg.max_docs = cfg.max_docs or 400
         cfg.vocab_size = min(cfg.vocab_size, 600)

@@ -33,8 +33,8 @@ def test_snapshots_need_somewhere_to_write(tmp_path: Path) -> None:
         main(["--snapshots", "x.pt", "--tokenizer", "t.model", "--corpus", "c.txt"])
 
 
-def test_adaptation_curve_keeps_the_validation_points_in_minutes():
-    from training.adapt_curve import curve_points
+def test_adaptation_curve_keeps_the_validation_points_in_minutes(tmp_path: Path) -> None:
+    from training.curve import curve_points, log_curves
 
     lines = ['{"step": 250, "wall_seconds": 186.0, "val_loss": 4.18, "val_word_ppl": 1217.3}',
              '{"step": 300, "wall_seconds": 200.0, "train_loss": 4.0}',  # no validation on this line
@@ -44,3 +44,8 @@ def test_adaptation_curve_keeps_the_validation_points_in_minutes():
         {"minutes": 3.1, "step": 250, "val_loss": 4.18, "val_word_ppl": 1217.3},
         {"minutes": 7.46, "step": 500, "val_loss": 4.11, "val_word_ppl": 1074.2},
     ]
+    log = tmp_path / "gru-email" / "log.jsonl"
+    log.parent.mkdir()
+    log.write_text("\n".join(lines))
+    assert log_curves([f"email={log}"])["email"] == curve_points(lines)
+    assert list(log_curves([str(log)])) == ["gru-email"]  # unnamed: the run folder's name
