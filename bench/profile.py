@@ -4,7 +4,8 @@
         --corpus ../shared/data/aclImdb_v1.tar.gz
 
 Starts ``python -m app`` as the sweep does (only ``--backend`` loaded, pinned to ``--server-cpus``
-with one torch thread), offers it the cold workload at ``--rate`` through :mod:`bench.loadgen`
+with one torch thread), offers it a workload (``--workload``, cold by default; typing is
+served at about ``--rate`` by that many typists) through :mod:`bench.loadgen`
 (open loop, from this process on ``--generator-cpus``), and meanwhile records the server with
 ``py-spy record --nonblocking --format raw`` (Python frames; the time inside a torch call is
 charged to the Python line that made it). Each sample's stack is put in one part
@@ -42,7 +43,7 @@ from bench.loadgen import run_load
 from bench.openloop import LoadConfig
 from bench.provenance import git_info, machine_info, utc_now
 from bench.servers import app_server, free_port, pin_this_process, pinned
-from bench.workloads import load_documents
+from bench.workloads import WORKLOADS, load_documents, typists_for_rate
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def record(pid: int, seconds: float, rate_hz: int, out: Path, cpus: str | None) 
 def profile(opts: argparse.Namespace) -> dict[str, Any]:
     pin_this_process(opts.generator_cpus)
     docs = load_documents(opts.corpus, opts.max_docs)
-    target = Target("nextword", opts.backend, "cold")
+    target = Target("nextword", opts.backend, opts.workload)
     port = free_port()
     env = nextword_env(target, port, opts.threads)
     logdir = Path(tempfile.mkdtemp(prefix="nextword-profile-"))
@@ -164,9 +165,9 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
     url = server.base_url
     with server:
         assert server.proc is not None
-        cfg = LoadConfig(url=url, model=opts.backend, workload="cold", rate=opts.rate, duration=opts.seconds,
-                         warmup=opts.warmup, seed=opts.seed, corpus=opts.corpus, max_docs=opts.max_docs,
-                         keep_samples=False)
+        cfg = LoadConfig(url=url, model=opts.backend, workload=opts.workload, rate=opts.rate,
+                         duration=opts.seconds, warmup=opts.warmup, seed=opts.seed, corpus=opts.corpus,
+                         max_docs=opts.max_docs, typists=typists_for_rate(opts.rate), keep_samples=False)
 
         async def load_and_profile() -> tuple[dict[str, Any], str]:
             task = asyncio.create_task(run_load(cfg, documents=docs))
@@ -190,6 +191,7 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
         "git": git_info(),
         "machine": machine_info(),
         "backend": opts.backend,
+        "workload": opts.workload,
         "rate": opts.rate,
         "seconds": opts.seconds,
         "sampling_hz": opts.rate_hz,
@@ -212,7 +214,8 @@ def profile(opts: argparse.Namespace) -> dict[str, Any]:
 def format_summary(res: Mapping[str, Any]) -> str:
     p = res["profile"]
     lat = res["load"]["latency_ms_ok"]
-    lines = [f"{res['backend']} cold at {res['rate']:g} req/s: p50 {lat['p50']} p99 {lat['p99']} ms; "
+    lines = [f"{res['backend']} {res.get('workload', 'cold')} at {res['rate']:g} req/s: "
+             f"p50 {lat['p50']} p99 {lat['p99']} ms; "
              f"core busy {100 * p['busy_fraction_of_wall']:.0f}% of {res['seconds']:g} s ({p['busy_samples']} samples)"]
     for part, v in p["parts"].items():
         if part == "waiting":
@@ -228,7 +231,8 @@ def format_summary(res: Mapping[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default="gru", help="a model name (model/artifacts/NAME.pt)")
-    p.add_argument("--rate", type=float, default=40.0, help="offered cold requests/s")
+    p.add_argument("--workload", choices=WORKLOADS, default="cold")
+    p.add_argument("--rate", type=float, default=40.0, help="offered requests/s (typing: typists for about this)")
     p.add_argument("--seconds", type=float, default=20.0, help="profiled (and measured) seconds")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--rate-hz", type=int, default=100, help="py-spy samples per second")

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -178,39 +179,151 @@ def next_words(
     ``logp`` [1, V] and ``state`` [1, L, W] describe the model after the context;
     ``require_space`` says the context ended in whitespace (or is empty), so the word must
     be introduced by a space piece; otherwise it may also attach directly (after "(").
-    ``memo`` (the context's, from the prefix cache) reuses and records the beam's steps.
+    ``memo`` (the context's, from the prefix cache) reuses and records the beam's steps, and
+    with them what each step derived from its log-probs (see :class:`_Node`).
+
+    A beam step keeps the ``beam`` best (hypothesis, piece) pairs. It takes them from each
+    hypothesis's own best allowed pieces, which is the same set as the best of all pairs:
+    a pair outside its row's best ``beam`` has ``beam`` better pairs in that row alone.
     """
     finals: dict[str, float] = {}
     typed: float | None = None
     hyps = [_Hyp("", 0.0)]
-    vocab = logp.size(1)
+    root = memo.get(()) if memo is not None else None
+    nodes = [_Node(root.logp, root.state, root.notes) if root is not None else _Node(logp, state, {})]
     for _ in range(max_pieces):
         finishing = [i for i, h in enumerate(hyps) if h.word and _is_whole_word(h.word, fragment)]
         if finishing:
-            ends = _log_boundary_mass(tok, logp[finishing]).tolist()
+            ends = _word_ends(tok, [nodes[i] for i in finishing])
             for i, end in zip(finishing, ends, strict=True):
                 word = hyps[i].word
                 if len(word) == len(fragment):  # the typed text itself: not a proposal
                     typed = _logaddexp(typed, hyps[i].score + end)
                 else:
                     finals[word] = _logaddexp(finals.get(word), hyps[i].score + end)
-        allowed = torch.stack([_allowed_scores(tok, *_mask_key(h, fragment, require_space)) for h in hyps])
-        scores = torch.tensor([h.score for h in hyps]).unsqueeze(1) + logp + allowed
-        top = torch.topk(scores.flatten(), min(beam, scores.numel()))
-        keep = [(s, j) for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True) if s > NEG_INF]
+        tops = _best_pieces(tok, nodes, [_mask_key(h, fragment, require_space) for h in hyps], beam)
+        pairs = [(h.score + lp, r, p) for r, h in enumerate(hyps) for lp, p in tops[r]]
+        pairs.sort(key=lambda pair: pair[0], reverse=True)  # stable: ties keep row, then piece order
+        keep = [pair for pair in pairs[:beam] if pair[0] > NEG_INF]
         if not keep:
             break
         if len(finals) >= k and keep[0][0] <= sorted(finals.values(), reverse=True)[k - 1]:
             break  # nothing still open can beat the k-th finished word
-        rows = [j // vocab for _, j in keep]
-        pieces = [j % vocab for _, j in keep]
-        hyps = [
-            _Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p))
-            for (s, _), r, p in zip(keep, rows, pieces, strict=True)
-        ]
-        logp, state = yield from _expand(memo, state, rows, [h.ids for h in hyps])
+        hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p)) for s, r, p in keep]
+        nodes = yield from _grow(memo, nodes, [r for _, r, _ in keep], [h.ids for h in hyps])
     ranked = sorted(finals.items(), key=lambda kv: kv[1], reverse=True)
     return NextWords(ranked[:k], typed)
+
+
+class _Node:
+    """A hypothesis's place in the search: the model's output after it, and ``notes`` derived from it.
+
+    With the prefix cache the notes are the cache entry's own, so what one keystroke derived
+    (the word-end probability, the best pieces under a mask that does not depend on the
+    fragment) serves every later keystroke that reaches the same pieces, instead of another
+    pass over the vocabulary.
+    """
+
+    __slots__ = ("logp", "notes", "state")
+
+    def __init__(self, logp: Tensor, state: Tensor, notes: dict) -> None:
+        self.logp = logp  # [1, V]
+        self.state = state  # [1, L, W]
+        self.notes = notes
+
+    @property
+    def row(self) -> np.ndarray:
+        """The log-probs as a numpy view (no copy)."""
+        return self.logp[0].numpy()
+
+
+def _word_ends(tok: PieceTokenizer, nodes: list[_Node]) -> list[float]:
+    """log P(the word ends after each node) (:func:`_log_boundary_mass`), from notes where known."""
+    for node in nodes:
+        if "end" not in node.notes:
+            # One row's exp and dot in numpy: a few microseconds, where each torch op costs more
+            # than that in dispatch alone.
+            mass = float(np.dot(np.exp(node.row), tok.boundary_weights_np))
+            node.notes["end"] = math.log(mass) if mass > 0.0 else float(_log_boundary_mass(tok, node.logp)[0])
+    return [n.notes["end"] for n in nodes]
+
+
+@lru_cache(maxsize=1024)  # ids arrays, short when text is needed; keyed like _allowed
+def _few_allowed(tok: PieceTokenizer, at_start: bool, needed: str, require_space: bool) -> np.ndarray | None:
+    """:func:`_allowed` as ascending ids when it is a short list, else None (a word-start mask
+    that needs no text spans most of the vocabulary)."""
+    if not needed:
+        return None if at_start else tok.continuation_ids
+    if at_start:
+        ids = [i for i in tok.consistent_ids(" " + needed) if tok.starts_word[i]]
+        if not require_space:
+            ids += [i for i in tok.consistent_ids(needed) if tok.continues_word[i]]
+    else:
+        ids = [i for i in tok.consistent_ids(needed) if tok.continues_word[i]]
+    return np.array(sorted(set(ids)), dtype=np.int64)
+
+
+def _best_of(row: np.ndarray, ids: np.ndarray, beam: int) -> list[tuple[float, int]]:
+    """The ``beam`` best of ``row[ids]`` as ``(log-prob, piece)``, best first (ties: lower id first)."""
+    values = row[ids]
+    if len(values) > beam:
+        chosen = np.argpartition(values, -beam)[-beam:]
+        values, ids = values[chosen], ids[chosen]
+    return sorted(zip(values.tolist(), ids.tolist(), strict=True), key=lambda vp: (-vp[0], vp[1]))
+
+
+def _best_pieces(
+    tok: PieceTokenizer, nodes: list[_Node], keys: list[tuple[bool, str, bool]], beam: int
+) -> list[list[tuple[float, int]]]:
+    """Each node's ``beam`` best allowed pieces as ``(log-prob, piece)``, best first.
+
+    Most masks allow few pieces (those that agree with the text still needed, or the 1-2k
+    pieces that continue a word): they are gathered by id in numpy, whose small-array ops
+    cost a microsecond where torch's cost several. A word's first piece with no text needed
+    may be most of the vocabulary: those rows share one masked top-k. Answers that do not
+    depend on the fragment are noted on the node, the same at every keystroke that reaches it.
+    """
+    tops: list[list[tuple[float, int]] | None] = [None] * len(nodes)
+    wide: list[int] = []
+    for i, (node, key) in enumerate(zip(nodes, keys, strict=True)):
+        noted = node.notes.get((key, beam)) if not key[1] else None
+        if noted is not None:
+            tops[i] = noted
+            continue
+        ids = _few_allowed(tok, *key)
+        if ids is None:
+            wide.append(i)
+            continue
+        tops[i] = _best_of(node.row, ids, beam)
+        if not key[1]:
+            node.notes[(key, beam)] = tops[i]
+    if wide:
+        scores = torch.cat([nodes[i].logp for i in wide]) + torch.stack([_allowed_scores(tok, *keys[i]) for i in wide])
+        best = torch.topk(scores, min(beam, scores.size(1)), dim=1)
+        for i, values, ids in zip(wide, best.values.tolist(), best.indices.tolist(), strict=True):
+            tops[i] = nodes[i].notes[(keys[i], beam)] = list(zip(values, ids, strict=True))
+    return tops  # type: ignore[return-value]
+
+
+def _grow(memo: StepMemo | None, parents: list[_Node], rows: list[int], new_ids: list[tuple[int, ...]]
+          ) -> Decoding[list[_Node]]:
+    """The nodes of the new hypotheses (``new_ids``, grown from ``parents[rows]``).
+
+    Hypotheses the memo already holds cost nothing; the rest share ONE model call, and
+    their results go into the memo for the next request that tries them.
+    """
+    found = [memo.get(ids) for ids in new_ids] if memo is not None else [None] * len(new_ids)
+    nodes: list[_Node | None] = [_Node(e.logp, e.state, e.notes) if e is not None else None for e in found]
+    missing = [i for i, node in enumerate(nodes) if node is None]
+    if missing:
+        states = [parents[rows[i]].state for i in missing]
+        logp, state = yield ModelCall([[new_ids[i][-1]] for i in missing],
+                                      torch.cat(states) if len(states) > 1 else states[0])
+        for j, i in enumerate(missing):
+            entry = memo.put(new_ids[i], state[j : j + 1], logp[j : j + 1]) if memo is not None else None
+            nodes[i] = (_Node(entry.logp, entry.state, entry.notes) if entry is not None
+                        else _Node(logp[j : j + 1], state[j : j + 1], {}))
+    return nodes  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from torch import Tensor
+
+#: Bytes counted for an entry's ``notes``: the decoder keeps at most a few short lists there.
+NOTES_BYTES = 2048
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,15 @@ class CacheEntry:
     ids: tuple[int, ...]
     state: Tensor  # [1, layers, width]
     logp: Tensor  # [1, vocab]
+    # What the decoder derived from ``logp`` (a word-end probability, the best allowed pieces),
+    # kept so the next keystroke that reaches this prefix does not scan the vocabulary again.
+    notes: dict = field(default_factory=dict, compare=False, repr=False)
+    nbytes: int = field(init=False, compare=False)  # read on every size check and on eviction
 
-    @cached_property  # read on insert, on every size check and on eviction
-    def nbytes(self) -> int:
+    def __post_init__(self) -> None:
         tensors = self.state.numel() * self.state.element_size() + self.logp.numel() * self.logp.element_size()
-        return tensors + 8 * len(self.ids) + 200
+        # Set once here: a cached_property takes a lock on first read, a cost on every insert.
+        object.__setattr__(self, "nbytes", tensors + 8 * len(self.ids) + 200 + NOTES_BYTES)
 
 
 _MOD = 1 << 64
@@ -136,12 +143,13 @@ class PrefixStateCache:
             return entry
 
     def insert(self, ids: list[int] | tuple[int, ...], state: Tensor, logp: Tensor,
-               ids_hash: int | None = None, scope: str = "") -> None:
+               ids_hash: int | None = None, scope: str = "") -> CacheEntry | None:
+        """Store the state after ``ids``; returns the entry, or None when the cache cannot hold it."""
         if self.max_bytes <= 0 or not ids:
-            return
+            return None
         entry = CacheEntry(tuple(ids), state.detach().clone(), logp.detach().clone())
         if entry.nbytes > self.max_bytes:
-            return
+            return None
         key = (scope, len(ids), ids_hash if ids_hash is not None else _prefix_hashes(ids)[-1])
         with self._lock:
             old = self._entries.pop(key, None)
@@ -152,6 +160,7 @@ class PrefixStateCache:
             while self._bytes > self.max_bytes:
                 _, evicted = self._entries.popitem(last=False)
                 self._bytes -= evicted.nbytes
+        return entry
 
     def clear(self) -> None:
         with self._lock:
@@ -183,5 +192,5 @@ class StepMemo:
     def get(self, pieces: tuple[int, ...]) -> CacheEntry | None:
         return self.cache.get(self.context + pieces, self._hash(pieces), self.scope)
 
-    def put(self, pieces: tuple[int, ...], state: Tensor, logp: Tensor) -> None:
-        self.cache.insert(self.context + pieces, state, logp, self._hash(pieces), self.scope)
+    def put(self, pieces: tuple[int, ...], state: Tensor, logp: Tensor) -> CacheEntry | None:
+        return self.cache.insert(self.context + pieces, state, logp, self._hash(pieces), self.scope)

@@ -48,10 +48,16 @@ class PieceTokenizer:
         self.word_start = word_start
         #: Pieces that can only continue the current word.
         self.continuation = continuation
+        #: The same two facts as Python lists, for filtering a few ids without a tensor op.
+        self.starts_word: list[bool] = word_start.tolist()
+        self.continues_word: list[bool] = continuation.tolist()
         #: Pieces after which the current word is over (anything not continuing it).
         self.boundary = ~continuation
         #: ``boundary`` as 0/1 weights: P(word ends) for many rows is one matrix-vector product.
         self.boundary_weights = self.boundary.to(torch.float32)
+        self.boundary_weights_np = self.boundary_weights.numpy()
+        #: Ids of the pieces that continue a word, ascending.
+        self.continuation_ids = continuation.nonzero().flatten().numpy()
         #: Pieces with visible text (not control or byte pieces): what a phrase may contain.
         self.printable = torch.tensor([bool(s) for s in surfaces])
         #: Pieces that end a sentence (contain . ! or ?): a phrase stops after one.
@@ -85,15 +91,23 @@ class PieceTokenizer:
         a prefix of it (``" m"``); the latter keep the remaining characters still needed.
         """
         mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        mask[list(self.consistent_ids(needed))] = True
+        return mask
+
+    # Lists of ids, small unless ``needed`` is a character or two: 1,024 of them stay well under 1 MB.
+    @lru_cache(maxsize=1024)  # noqa: B019
+    def consistent_ids(self, needed: str) -> tuple[int, ...]:
+        """The pieces of :meth:`consistent_with`, as ids in ascending order (found by bisection)."""
+        found: list[int] = []
         lo = bisect.bisect_left(self._sorted_surfaces, needed)
         for j in range(lo, len(self._sorted_surfaces)):
             if not self._sorted_surfaces[j].startswith(needed):
                 break
-            mask[self._sorted_ids[j]] = True
+            found.append(self._sorted_ids[j])
         for end in range(1, len(needed)):
             prefix = needed[:end]
             j = bisect.bisect_left(self._sorted_surfaces, prefix)
             while j < len(self._sorted_surfaces) and self._sorted_surfaces[j] == prefix:
-                mask[self._sorted_ids[j]] = True
+                found.append(self._sorted_ids[j])
                 j += 1
-        return mask
+        return tuple(sorted(set(found)))

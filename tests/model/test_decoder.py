@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from model.batching import drive
-from model.decoder import PhraseCalibration, complete_phrase, next_words
+from model.decoder import PhraseCalibration, _Hyp, complete_phrase, next_words
+from model.prefix_cache import PrefixStateCache, StepMemo
 from model.suggest import DecodeOptions, suggest
 from model.text import WORD_RE
 from model.tokenizer import PieceTokenizer
@@ -92,6 +93,58 @@ def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragm
         assert result.typed_logp == pytest.approx(brute_force_word_logp(tok, module, start, fragment), abs=1e-4)
     else:
         assert result.typed_logp is None
+
+
+def flat_beam_next_words(tok: PieceTokenizer, module: BigramModule, start: int, fragment: str, k: int,
+                         beam: int) -> list[tuple[str, float]]:
+    """The beam search written plainly: each step ranks every (hypothesis, piece) pair at once."""
+    from model.decoder import _allowed, _is_whole_word, _log_boundary_mass, _mask_key
+
+    logp, _ = module.step(torch.tensor([start]), torch.zeros(1, 1, 1))
+    hyps: list[tuple[str, float, int]] = [("", 0.0, start)]  # text, score, last piece
+    finals: dict[str, float] = {}
+    for _ in range(10):
+        for i, (text, score, _) in enumerate(hyps):
+            word = text.lstrip(" ")
+            if word and len(word) > len(fragment) and _is_whole_word(word, fragment):
+                end = float(_log_boundary_mass(tok, logp[i : i + 1])[0])
+                finals[word] = float(torch.logaddexp(torch.tensor(finals.get(word, -math.inf)),
+                                                     torch.tensor(score + end)))
+        masks = torch.stack([_allowed(tok, *_mask_key(_Hyp(t, s), fragment, True)) for t, s, _ in hyps])
+        scores = (torch.tensor([s for _, s, _ in hyps]).unsqueeze(1) + logp).masked_fill(~masks, -math.inf)
+        top = torch.topk(scores.flatten(), beam)
+        keep = [(v, j) for v, j in zip(top.values.tolist(), top.indices.tolist(), strict=True) if v > -math.inf]
+        if not keep or (len(finals) >= k and keep[0][0] <= sorted(finals.values(), reverse=True)[k - 1]):
+            break
+        rows_pieces = [(divmod(j, tok.vocab_size), v) for v, j in keep]
+        hyps = [(hyps[r][0] + tok.surfaces[p], v, p) for (r, p), v in rows_pieces]
+        logp, _ = module.step(torch.tensor([p for _, _, p in hyps]), torch.zeros(len(hyps), 1, 1))
+    return sorted(finals.items(), key=lambda kv: kv[1], reverse=True)[:k]
+
+
+@pytest.mark.parametrize("beam", [2, 5])
+@pytest.mark.parametrize("fragment", ["", "m", "mo", "mov"])
+def test_each_beam_step_keeps_the_best_of_all_pairs(tok: PieceTokenizer, fragment: str, beam: int) -> None:
+    # The decoder takes each hypothesis's own best pieces and merges them (and notes them on the
+    # cached prefix for later keystrokes); that must keep exactly what ranking every pair keeps,
+    # with the cache or without it.
+    module = BigramModule(tok.vocab_size, seed=3)
+    start = tok.eos_id
+    expected = flat_beam_next_words(tok, module, start, fragment, k=3, beam=beam)
+    cache = PrefixStateCache(16 * 1024 * 1024)
+    logp, state = module.step(torch.tensor([start]), torch.zeros(1, 1, 1))
+    cache.insert([start], state, logp)
+    for memo in (None, StepMemo(cache, [start]), StepMemo(cache, [start])):  # the last one reads notes
+        found = run(module, next_words(tok, logp, state, fragment, True, k=3, beam=beam, memo=memo)).words
+        assert [w for w, _ in found] == [w for w, _ in expected]
+        assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=1e-5)
+
+
+def test_consistent_ids_are_the_mask_as_a_list(tok: PieceTokenizer) -> None:
+    for needed in (" m", " mo", "vie", "s", " most"):
+        assert list(tok.consistent_ids(needed)) == tok.consistent_with(needed).nonzero().flatten().tolist()
+        assert all(tok.surfaces[i].startswith(needed) or needed.startswith(tok.surfaces[i])
+                   for i in tok.consistent_ids(needed))
 
 
 def test_a_fragment_that_is_a_word_is_completed_not_repeated(gru_lm) -> None:
