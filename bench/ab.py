@@ -42,7 +42,7 @@ from bench.provenance import git_info, machine_info
 from bench.run_summary import cpu_ms_per_answer, merged_status_counts
 from bench.servers import app_server, free_port, tree_cpu_seconds
 from bench.stats import rounded, summarize
-from bench.workloads import load_documents
+from bench.workloads import load_documents, typists_for_rate
 
 log = logging.getLogger("bench.ab")
 
@@ -109,7 +109,7 @@ def run_arm(arm: Arm, backend: str, workload: str, rates: Sequence[float], durat
         assert server.proc is not None
         for rate in rates:
             cfg = LoadConfig(url=url, model=backend, workload=workload, rate=rate, duration=duration,
-                             warmup=warmup, seed=seed, keep_samples=True)
+                             warmup=warmup, seed=seed, typists=typists_for_rate(rate), keep_samples=True)
             cpu_before = tree_cpu_seconds(server.proc.pid)
             result = asyncio.run(run_load(cfg, documents=docs))
             cpu_after = tree_cpu_seconds(server.proc.pid)
@@ -126,7 +126,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arm", action="append", required=True, help="NAME=DIR[:NEXTWORD_VAR=VALUE...] (2 or more)")
     p.add_argument("--model", default="gru", help="a served model's name (model/artifacts/NAME.pt)")
-    p.add_argument("--workload", choices=("cold", "phrase"), default="cold")
+    p.add_argument("--workload", choices=("cold", "phrase", "typing"), default="cold",
+                   help="typing: as many typists as give about each rate")
     p.add_argument("--rates", default="20,40", help="comma-separated offered req/s")
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=2.0)

@@ -142,6 +142,7 @@ def _log_boundary_mass(tok: PieceTokenizer, logp: Tensor) -> Tensor:
     return ends
 
 
+@lru_cache(maxsize=4096)  # the same few hypotheses come back at every keystroke of a word
 def _is_whole_word(word: str, fragment: str) -> bool:
     """``word`` is a whole word (``WORD_RE``) that starts with the typed fragment."""
     return len(word) >= len(fragment) and word.startswith(fragment) and WORD_RE.fullmatch(word) is not None
@@ -233,8 +234,11 @@ class _Node:
 
     @property
     def row(self) -> np.ndarray:
-        """The log-probs as a numpy view (no copy)."""
-        return self.logp[0].numpy()
+        """The log-probs as a numpy view (no copy), made once per node and noted."""
+        row = self.notes.get("row")
+        if row is None:
+            row = self.notes["row"] = self.logp[0].numpy()
+        return row
 
 
 def _word_ends(tok: PieceTokenizer, nodes: list[_Node]) -> list[float]:
@@ -267,9 +271,10 @@ def _best_of(row: np.ndarray, ids: np.ndarray, beam: int) -> list[tuple[float, i
     """The ``beam`` best of ``row[ids]`` as ``(log-prob, piece)``, best first (ties: lower id first)."""
     values = row[ids]
     if len(values) > beam:
-        chosen = np.argpartition(values, -beam)[-beam:]
+        chosen = values.argpartition(-beam)[-beam:]
         values, ids = values[chosen], ids[chosen]
-    return sorted(zip(values.tolist(), ids.tolist(), strict=True), key=lambda vp: (-vp[0], vp[1]))
+    ranked = sorted(zip((-values).tolist(), ids.tolist(), strict=True))  # (-log-prob, id): best, then lower id
+    return [(-negated, piece) for negated, piece in ranked]
 
 
 def _best_pieces(

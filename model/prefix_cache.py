@@ -147,7 +147,7 @@ class PrefixStateCache:
         """Store the state after ``ids``; returns the entry, or None when the cache cannot hold it."""
         if self.max_bytes <= 0 or not ids:
             return None
-        entry = CacheEntry(tuple(ids), state.detach().clone(), logp.detach().clone())
+        entry = CacheEntry(tuple(ids), state.clone(), logp.clone())  # rows of a batch: own their bytes
         if entry.nbytes > self.max_bytes:
             return None
         key = (scope, len(ids), ids_hash if ids_hash is not None else _prefix_hashes(ids)[-1])
