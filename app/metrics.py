@@ -49,10 +49,18 @@ class Metrics:
         self.requests = Counter("nextword_requests", "Requests by outcome", ["backend", "status"], registry=r)
         self.responses = Counter("nextword_http_responses", "POST /v1/complete answers by HTTP status",
                                  ["backend", "code"], registry=r)
+        self._responses: dict[tuple[str, str], Any] = {}  # label values are bounded: model names, codes
         self.cache_hits = Counter("nextword_prefix_cache_hits", "Prefix-state cache hits", ["backend"], registry=r)
         self.cache_misses = Counter("nextword_prefix_cache_misses", "Prefix-state cache misses", ["backend"],
                                     registry=r)
         self.cache_bytes = Gauge("nextword_prefix_cache_bytes", "Prefix-state cache size", ["backend"], registry=r)
+
+    def response(self, backend: str, code: str) -> None:
+        """Count one ``POST /v1/complete`` answer; each (backend, code) child is resolved once."""
+        child = self._responses.get((backend, code))
+        if child is None:
+            child = self._responses[(backend, code)] = self.responses.labels(backend, code)
+        child.inc()
 
     def for_backend(self, backend: str, window_s: float) -> EngineMetrics:
         return EngineMetrics(self, backend, window_s)

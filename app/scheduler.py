@@ -2,8 +2,10 @@
 
 Pure bookkeeping: no threads, no locks, no clock of its own (every method that needs the
 time takes ``now``), no model. :class:`app.engine.InferenceEngine` (the executor) owns the
-thread, the lock and the model calls, and calls these methods while holding its lock; tests
-drive them directly with a fake clock.
+thread, the lock and the model calls; tests drive these methods directly with a fake clock.
+The inbox is shared between the threads that admit and the worker, so whatever touches it
+runs under the executor's lock; the running set, the cost estimate and the retired count
+are written by the worker alone (:meth:`choose`, :meth:`record`, :meth:`retire` need no lock).
 
 Admission (:meth:`Scheduler.admit`): at most ``queue_limit`` requests are queued or running,
 and none is admitted while the oldest queued request has waited over ``max_queue_wait_ms``
@@ -99,13 +101,19 @@ class Scheduler(Generic[T]):
         self.config = config
         self.inbox: deque[T] = deque()
         self.active: list[T] = []
-        self.admitted = 0  # queued + running
+        self._admits = 0  # written under the executor's lock
+        self._retires = 0  # written by the worker alone: retiring takes no lock
         self.cost = CostEstimate()
         self.iterations = 0
         # Smoothed gap between arrivals: the batch window is only worth waiting for when
         # another request is likely to arrive inside it.
         self._ema_gap_s = 0.0
         self._last_arrival: float | None = None
+
+    @property
+    def admitted(self) -> int:
+        """Requests queued or running (read without the lock it may be one high: never too low)."""
+        return self._admits - self._retires
 
     @property
     def limit(self) -> int:
@@ -120,7 +128,7 @@ class Scheduler(Generic[T]):
                 or self.queue_wait_s(now) * 1000 > cfg.max_queue_wait_ms
                 or self.work_ahead_s() * 1000 > cfg.max_queue_wait_ms):
             raise Overloaded(retry_after=self.retry_after())
-        self.admitted += 1
+        self._admits += 1
         self.inbox.append(req)
         if self._last_arrival is not None:
             self._ema_gap_s = 0.8 * self._ema_gap_s + 0.2 * (now - self._last_arrival)
@@ -210,7 +218,7 @@ class Scheduler(Generic[T]):
 
     def retire(self) -> None:
         """A request left (answered, failed or dropped): its admission slot is free."""
-        self.admitted -= 1
+        self._retires += 1
 
 
 def _why_gone(req: Ticket, now: float, where: str) -> EngineError | None:

@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from pydantic_core import to_json
+from starlette.requests import ClientDisconnect
 
 from app.deps import check_api_key
 from app.engine import DeadlineExceeded, EngineDead, EngineResult, EngineStopped, ModelFault, Overloaded
@@ -42,6 +43,8 @@ class DirectRoute(APIRoute):
 
 router = APIRouter(prefix="/v1", tags=["complete"], route_class=DirectRoute)
 BACKSTOP_MARGIN_S = 1.0
+#: A request still unanswered after this long has its connection watched for a hang-up.
+WATCH_AFTER_S = 0.02
 
 SESSION_HEADER = "X-Session-Id"
 SESSION_MAX = 128
@@ -97,49 +100,75 @@ def parse_session(value: str | None) -> str | None:
                                    "msg": f"must be 1-{SESSION_MAX} printable ASCII characters, no spaces"}])
 
 
-async def _await_unless_disconnected(request: Request, future: asyncio.Future[EngineResult]) -> EngineResult | None:
-    """The engine's answer, or None if the client hung up first (its work is then dropped).
+async def read_body(request: Request) -> bytes:
+    """The request body: usually one ``http.request`` message, read without Starlette's stream."""
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    One watcher task reads the connection; a hang-up cancels the engine's future, which the
-    engine then skips. Awaiting the future itself (not ``asyncio.wait`` over both) keeps the
-    common path to one task and one callback.
+
+async def _await_answer(request: Request, future: asyncio.Future[EngineResult], backstop_s: float
+                        ) -> EngineResult | None:
+    """The engine's answer; None if the client hung up first (its work is then dropped).
+
+    Most answers come within milliseconds, so the connection is only watched for a hang-up
+    (by a task reading it) once ``WATCH_AFTER_S`` has passed without one, and the backstop
+    is a timer: the common path costs two timer handles, not a task and a timeout scope.
+    After ``backstop_s`` the wait ends with :class:`TimeoutError`, whatever the engine does.
     """
+    loop = asyncio.get_running_loop()
+    why: list[str] = []  # what cancelled the future: "hung up" or "backstop"
+    watcher: list[asyncio.Task[None]] = []
 
-    async def disconnected() -> None:
+    async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        stop("hung up")
 
-    def hung_up(watcher: asyncio.Future[None]) -> None:
-        if not watcher.cancelled() and not future.done():
+    def stop(reason: str) -> None:
+        if not future.done():
+            why.append(reason)
             future.cancel()
 
-    watcher = asyncio.ensure_future(disconnected())
-    watcher.add_done_callback(hung_up)
+    def start_watching() -> None:
+        if not future.done():
+            watcher.append(loop.create_task(watch()))
+
+    timers = (loop.call_later(WATCH_AFTER_S, start_watching), loop.call_later(backstop_s, stop, "backstop"))
     try:
         return await future
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled():
+        if why == ["hung up"]:
             return None  # the client went away: nobody reads this response
+        if why == ["backstop"]:
+            raise TimeoutError from None
         raise  # this task itself was cancelled (shutdown)
     finally:
-        watcher.remove_done_callback(hung_up)
-        watcher.cancel()
+        for timer in timers:
+            timer.cancel()
+        for task in watcher:
+            task.cancel()
 
 
 @router.post("/complete", response_model=CompleteResponse, responses=ERRORS, openapi_extra=OPENAPI)
 async def complete(request: Request) -> Response:
     state: ServerState = request.app.state.server
     check_api_key(request)
-    body = parse_body(await request.body())
+    body = parse_body(await read_body(request))
     session = parse_session(request.headers.get(SESSION_HEADER))
     name = body.model or state.default_model
     backend = name if name in state.model_names else "unknown"  # bounded label values
     try:
         response = await _complete(body, request, state, session, name)
     except HTTPException as exc:
-        state.metrics.responses.labels(backend, str(exc.status_code)).inc()
+        state.metrics.response(backend, str(exc.status_code))
         raise
-    state.metrics.responses.labels(backend, "200").inc()
+    state.metrics.response(backend, "200")
     return response
 
 
@@ -164,8 +193,7 @@ async def _complete(body: CompleteRequest, request: Request, state: ServerState,
         raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
     try:
         # The backstop: whatever happens to the engine, this request waits no longer than its deadline + 1 s.
-        async with asyncio.timeout(settings.deadline_ms / 1000 + BACKSTOP_MARGIN_S):
-            answer = await _await_unless_disconnected(request, req.future)
+        answer = await _await_answer(request, req.future, settings.deadline_ms / 1000 + BACKSTOP_MARGIN_S)
     except (DeadlineExceeded, TimeoutError) as exc:
         raise HTTPException(504, f"deadline passed ({settings.deadline_ms:.0f} ms)") from exc
     except (EngineStopped, EngineDead) as exc:

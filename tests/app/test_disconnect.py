@@ -49,3 +49,29 @@ async def test_a_client_that_hangs_up_has_its_work_dropped(start_app, make_setti
         assert r.status_code == 200
         metrics = (await client.get("/metrics")).text
         assert 'nextword_http_responses_total{backend="gru",code="499"} 1.0' in metrics
+
+
+async def test_a_body_in_several_messages_is_read_whole(start_app, make_settings):
+    async with start_app(make_settings()) as client:
+        body = json.dumps({"text": "I think the movie was ", "model": "gru", "k": 2}).encode()
+        parts = [body[:7], body[7:20], body[20:]]
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            if parts:
+                return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
+            await asyncio.sleep(3600)  # the client stays connected
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/complete", "raw_path": b"/v1/complete", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                              (b"content-length", str(len(body)).encode())],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}
+        await asyncio.wait_for(client.app(scope, receive, send), timeout=30)
+        assert sent[0]["status"] == 200
+        answer = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+        assert len(answer["suggestions"]) == 2

@@ -551,3 +551,38 @@ async def test_http_after_a_model_fault_and_after_the_worker_died(start_app, mak
         assert health.status_code == 503 and health.json()["backends"] == ["gru"]
         ready = await c.get("/readyz")
         assert ready.status_code == 503 and "gru" in ready.json()["status"]
+
+
+class StuckModule(FaultyModule):
+    """The real module, except that the next prefill hangs for ``stuck_s`` (a wedged model call)."""
+
+    def __init__(self, module: Any, stuck_s: float) -> None:
+        super().__init__(module, {})
+        self.stuck_s = stuck_s
+
+    def prefill(self, tokens, lengths, state):
+        stuck, self.stuck_s = self.stuck_s, 0.0
+        time.sleep(stuck)
+        return self.module.prefill(tokens, lengths, state)
+
+
+async def test_a_wedged_model_call_still_gets_a_504_by_the_backstop(start_app, make_settings, gru_lm):
+    # The engine cannot expire a request inside a model call that never returns; the route's
+    # backstop answers it anyway, at its deadline plus the margin.
+    from app.routers.complete import BACKSTOP_MARGIN_S
+
+    stuck = StuckModule(gru_lm.module, 0.0)
+
+    def loader(path, name):
+        from model.artifact import load_artifact
+
+        lm = load_artifact(path, name)
+        return dataclasses.replace(lm, module=stuck) if name == "gru" else lm
+
+    async with start_app(make_settings(deadline_ms=200, cache_bytes=0), loader) as c:
+        stuck.stuck_s = 200 / 1000 + BACKSTOP_MARGIN_S + 1.5
+        started = time.monotonic()
+        r = await c.post("/v1/complete", json={"text": "I think the ", "model": "gru"})
+        waited = time.monotonic() - started
+        assert r.status_code == 504 and "deadline" in r.json()["detail"]
+        assert 200 / 1000 + BACKSTOP_MARGIN_S - 0.05 < waited < 200 / 1000 + BACKSTOP_MARGIN_S + 1.0
