@@ -16,14 +16,18 @@ WORD_RE = re.compile(WORD_PATTERN)
 WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'")
 _BR_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACE_RE = re.compile(r"\s+")
+_ODD_SPACE_RE = re.compile(r"[^\S ]| {2}")  # whitespace other than a lone space
 _TRAILING_FRAGMENT_RE = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]*)?$")
 
 
 def normalize_text(text: str) -> str:
     """Unicode NFC, HTML line breaks to spaces, every whitespace run to one space, stripped."""
     text = unicodedata.normalize("NFC", text)
-    text = _BR_RE.sub(" ", text)
+    if "<" in text:  # a scan in C: most texts (every keystroke of one) have no tag to look for
+        text = _BR_RE.sub(" ", text)
     text = text.replace("\x00", " ")
+    if _ODD_SPACE_RE.search(text) is None:  # nothing to collapse: no new string
+        return text.strip(" ")
     return _SPACE_RE.sub(" ", text).strip()
 
 
