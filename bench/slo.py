@@ -71,6 +71,8 @@ def search_max_rate(
     snap: Callable[[float], float] = lambda r: r,
     max_descend: int = 1,
     descend_factor: float = 2.0,
+    remeasure: Callable[[Any], bool] = lambda m: False,
+    max_remeasures: int = 2,
 ) -> SearchOutcome:
     """Ladder up ``rates`` to the first failure, then bisect between the last pass and it.
 
@@ -81,8 +83,21 @@ def search_max_rate(
     between the bounds. When even the first rate fails, up to ``max_descend`` lower rates
     (each ``descend_factor`` times lower) are tried first. Assumes that passing is
     monotone in rate (it is, up to noise).
+
+    A failed measurement for which ``remeasure(measurement)`` holds (the load generator fell
+    behind: it says nothing about the server) is run again, up to ``max_remeasures`` times
+    per rate; every run is kept in ``points``, and the rate's last run decides.
     """
     out = SearchOutcome()
+
+    def measure_at(rate: float) -> Any:
+        for _ in range(max_remeasures + 1):
+            m = measure(rate)
+            out.points.append((rate, m))
+            if passes(m) or not remeasure(m):
+                break
+        return m
+
     lo: float | None = None
     hi: float | None = None
     seen: set[float] = set()
@@ -91,8 +106,7 @@ def search_max_rate(
         if rate in seen:
             continue
         seen.add(rate)
-        m = measure(rate)
-        out.points.append((rate, m))
+        m = measure_at(rate)
         if passes(m):
             lo = rate
         else:
@@ -106,8 +120,7 @@ def search_max_rate(
             if rate in seen or rate <= 0:
                 break
             seen.add(rate)
-            m = measure(rate)
-            out.points.append((rate, m))
+            m = measure_at(rate)
             if passes(m):
                 lo = rate
                 break
@@ -125,8 +138,7 @@ def search_max_rate(
         mid = snap((lo + hi) / 2)
         if not lo < mid < hi:
             break
-        m = measure(mid)
-        out.points.append((mid, m))
+        m = measure_at(mid)
         steps += 1
         if passes(m):
             lo = mid

@@ -229,17 +229,21 @@ class Sweep:
 
         self._partial = []
         outcome = search_max_rate(measure, [snap(r) for r in o.rates()], lambda p: p["passed"],
-                                  rel_tol=o.search_tol, max_steps=o.search_steps, snap=snap)
+                                  rel_tol=o.search_tol, max_steps=o.search_steps, snap=snap,
+                                  remeasure=lambda p: p["reason"] == "generator")
+        # A rate's last run decides it; earlier ones there were the generator falling behind.
+        last_at = {rate: i for i, (rate, _) in enumerate(outcome.points)}
+        deciding = [p for i, (rate, p) in enumerate(outcome.points) if last_at[rate] == i]
+        remeasured = [p for i, (rate, p) in enumerate(outcome.points) if last_at[rate] != i]
         # Ladder points: up to and including its first failure; the rest is the binary search.
-        first_fail_idx = next((i for i, (_, p) in enumerate(outcome.points) if not p["passed"]), None)
-        points = []
-        for i, (_, p) in enumerate(outcome.points):
+        first_fail_idx = next((i for i, p in enumerate(deciding) if not p["passed"]), None)
+        for i, p in enumerate(deciding):
             p["phase"] = "ladder" if first_fail_idx is None or i <= first_fail_idx else "search"
-            points.append(p)
         metrics_client.close()
-        hi_point = next((p for r, p in outcome.points if r == outcome.first_fail), None)
+        hi_point = next((p for p in deciding if p["rate"] == outcome.first_fail), None)
         return {
-            "points": sorted(points, key=lambda p: p["rate"]),
+            "points": sorted(deciding, key=lambda p: p["rate"]),
+            "generator_behind_runs": remeasured,
             "max_rate_at_slo": outcome.max_rate,
             "first_fail_rate": outcome.first_fail,
             "search_status": outcome.status,

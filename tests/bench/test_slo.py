@@ -86,3 +86,27 @@ def test_search_with_typing_snap_uses_whole_typists() -> None:
     assert len(calls) == len(set(calls))
     assert out.max_rate <= boundary < out.first_fail
     assert round((out.first_fail - out.max_rate) / per_typist) == 1  # adjacent typist counts
+
+
+def test_a_run_whose_generator_fell_behind_is_measured_again() -> None:
+    """A hiccup on the load generator's core must not end the ladder: that rate is run again."""
+    behind = {40.0: 1, 80.0: 5}  # runs at this rate that come back "generator behind"
+    calls: list[float] = []
+
+    def measure(rate: float) -> tuple[float, bool]:
+        calls.append(rate)
+        late = behind.get(rate, 0) > 0
+        behind[rate] = behind.get(rate, 0) - 1
+        return 5.0 + 45.0 * rate / 100.0, late  # (p99, generator behind); the server's boundary is 100
+
+    out = search_max_rate(measure, [10, 20, 40, 80, 160], lambda m: m[0] <= 50.0 and not m[1], rel_tol=0.0,
+                          max_steps=0, remeasure=lambda m: m[1], max_remeasures=2)
+    # 40 passes on its second run; 80 is behind three times, the budget, and counts as failed.
+    assert calls == [10, 20, 40, 40, 80, 80, 80]
+    assert [r for r, _ in out.points] == calls  # every run is kept
+    assert (out.max_rate, out.first_fail) == (40, 80)
+    # A failure the server caused is not re-run.
+    measure_p99, p99_calls = _fake(30.0)
+    search_max_rate(measure_p99, [10, 20, 40], lambda p99: p99 <= 50.0, rel_tol=0.0, max_steps=0,
+                    remeasure=lambda p99: False)
+    assert p99_calls == [10, 20, 40]
