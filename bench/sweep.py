@@ -234,13 +234,13 @@ class Sweep:
         # A rate's last run decides it; earlier ones there were the generator falling behind.
         last_at = {rate: i for i, (rate, _) in enumerate(outcome.points)}
         deciding = [p for i, (rate, p) in enumerate(outcome.points) if last_at[rate] == i]
+        hi_point = outcome.points[last_at[outcome.first_fail]][1] if outcome.first_fail in last_at else None
         remeasured = [p for i, (rate, p) in enumerate(outcome.points) if last_at[rate] != i]
         # Ladder points: up to and including its first failure; the rest is the binary search.
         first_fail_idx = next((i for i, p in enumerate(deciding) if not p["passed"]), None)
         for i, p in enumerate(deciding):
             p["phase"] = "ladder" if first_fail_idx is None or i <= first_fail_idx else "search"
         metrics_client.close()
-        hi_point = next((p for p in deciding if p["rate"] == outcome.first_fail), None)
         return {
             "points": sorted(deciding, key=lambda p: p["rate"]),
             "generator_behind_runs": remeasured,
