@@ -5,7 +5,9 @@ than ``Slo.max_error_fraction`` of its measured requests got anything but 200 (5
 timeouts, ... all count), and the generator was not behind schedule (bench.loadgen's
 ``behind_schedule``). The **max rate at SLO** is the highest *offered* rate that passed:
 a geometric rate ladder (e.g. 10, 20, 40, ... req/s) up to the first rate that fails, then
-a binary search between the last pass and that failure. Kept apart from the sweep that
+a binary search between the last pass and that failure. A run that failed only because the
+generator fell behind is run again (twice at most): it measured the generator's core, not the
+server. Kept apart from the sweep that
 runs it so the search can be checked against a fake server whose boundary is known.
 """
 
