@@ -195,10 +195,11 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ worker side
     def _finish(self, req: _Request, result: EngineResult | None = None, error: Exception | None = None) -> None:
-        self.scheduler.retire()  # worker thread only: no lock (see the module docstring)
         req.gen.close()
         if self.observer is not None:  # before the answer goes out, so metrics never lag a response
             self.observer.request_done(req, result, error)
+        # After the metrics: once in_flight no longer counts a request, its outcome is recorded.
+        self.scheduler.retire()  # worker thread only: no lock (see the module docstring)
 
         def resolve() -> None:
             if req.future.done():

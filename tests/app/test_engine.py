@@ -375,9 +375,9 @@ async def test_cancelled_request_in_queue_is_dropped(gru_lm):
 
 
 async def test_cancelled_request_mid_computation_is_dropped(gru_lm):
-    # One token per prefill call: the long text needs well over a thousand model calls.
+    # One token per prefill call and the whole context read: well over a thousand model calls.
     engine, metrics = make_engine(gru_lm, batching=False, cache_bytes=0,
-                                  decode=DecodeOptions(prefill_chunk=1))
+                                  decode=DecodeOptions(prefill_chunk=1, context_pieces=0))
     needed = len(gru_lm.tokenizer.encode(LONG_TEXT))
     assert needed > 1000
     try:
