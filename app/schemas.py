@@ -70,6 +70,12 @@ class CompleteResponse(BaseModel):
         description="Probability that the typed fragment is already the whole word. Suggestions only"
         " complete the fragment (never repeat it); show one as ghost text only when it beats this.",
     )
+    fragment_prob: float = Field(
+        1.0,
+        description="Probability that the next word starts with the typed fragment, before it was typed (1 with"
+        " no fragment). Suggestion probabilities and typed_word_prob are conditioned on it: P(word | what is"
+        " typed); multiply by it for P(word | context).",
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -11,7 +11,7 @@ their HTTP/queueing layers.
 
 ``POST /v1/complete`` takes nextword's JSON (``text``, ``k``, ``model``, ``max_words``)
 and answers ``{"model", "fragment", "suggestions": [{"word", "prob"}], "completion",
-"timing_ms": {"compute"}, "cache_hit": false, "typed_word_prob"}``, so :mod:`bench.loadgen` drives it
+"timing_ms": {"compute"}, "cache_hit": false, "typed_word_prob", "fragment_prob"}``, so :mod:`bench.loadgen` drives it
 unchanged. ``GET /health`` is LitServe's readiness probe. What it does not do (on
 purpose, it is LitServe's defaults): no admission control (no 503), no prefix cache; a
 request that waited longer than ``--timeout`` in LitServe's queue gets 504. An invalid
@@ -110,6 +110,7 @@ class NextWordAPI(ls.LitAPI):
             "timing_ms": {"compute": round(compute_ms, 3)},
             "cache_hit": False,
             "typed_word_prob": result.typed_word_prob,
+            "fragment_prob": result.fragment_prob,
         }
 
 

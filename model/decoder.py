@@ -162,6 +162,9 @@ class NextWords:
 
     words: list[tuple[str, float]]  # (word, log-probability), best first
     typed_logp: float | None = None  # log P(the fragment is the whole word); None: not a word / not reached
+    # log P(the next piece agrees with the fragment) (0 without one): what the probabilities of a
+    # fragment's completions are conditioned on (see fragment_logp).
+    fragment_logp: float = 0.0
 
 
 def next_words(
@@ -192,6 +195,7 @@ def next_words(
     hyps = [_Hyp("", 0.0)]
     root = memo.get(()) if memo is not None else None
     nodes = [_Node(root.logp, root.state, root.notes) if root is not None else _Node(logp, state, {})]
+    reached = {(): nodes[0]} if fragment else {}  # the nodes of hypotheses inside the fragment, by pieces
     for _ in range(max_pieces):
         finishing = [i for i, h in enumerate(hyps) if h.word and _is_whole_word(h.word, fragment)]
         if finishing:
@@ -212,8 +216,53 @@ def next_words(
             break  # nothing still open can beat the k-th finished word
         hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p)) for s, r, p in keep]
         nodes = yield from _grow(memo, nodes, [r for _, r, _ in keep], [h.ids for h in hyps])
+        reached.update((h.ids, n) for h, n in zip(hyps, nodes, strict=True) if len(h.word) < len(fragment))
     ranked = sorted(finals.items(), key=lambda kv: kv[1], reverse=True)
-    return NextWords(ranked[:k], typed)
+    given = fragment_logp(tok, reached, "", fragment, require_space) if fragment else 0.0
+    return NextWords(ranked[:k], typed, given)
+
+
+def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], text: str, fragment: str,
+                  require_space: bool, ids: tuple[int, ...] = ()) -> float:
+    """log P(the text after the context starts with the typed ``fragment``), from what the search reached.
+
+    The event a fragment's completions are conditioned on: "report" after "rep" is shown with
+    P(report | the writer's next word starts "rep"), not its probability before anything was
+    typed. It sums the pieces that agree with the fragment: one that holds the rest of it counts
+    whole; one that is a proper prefix of it (" re" for "rep") counts times what agrees with the
+    rest after it, where the search expanded it (``reached``, keyed by pieces); where it did not,
+    the piece counts whole, so the value errs high and the words' conditional probabilities err
+    low (together they never exceed 1). Exact when the beam spans every prefix piece.
+    """
+    typed = len(text.lstrip(" "))
+    key = (True, fragment, require_space) if not text else (False, fragment[typed:], False)
+    allowed = _few_allowed(tok, *key)
+    if allowed is None or len(allowed) == 0:
+        return NEG_INF
+    values = reached[ids].row[allowed]
+    for j in _prefix_positions(tok, *key):
+        child = (*ids, int(allowed[j]))
+        if child in reached:  # a prefix piece whose continuations the search saw: keep what agrees
+            values[j] += fragment_logp(tok, reached, text + tok.surfaces[child[-1]], fragment, require_space, child)
+    top = float(values.max())
+    if top == NEG_INF:
+        return NEG_INF
+    return top + math.log(float(np.exp(values - top).sum()))
+
+
+@lru_cache(maxsize=1024)  # keyed like _few_allowed
+def _prefix_positions(tok: PieceTokenizer, at_start: bool, needed: str, require_space: bool) -> tuple[int, ...]:
+    """Positions in :func:`_few_allowed`'s ids of the pieces that type only part of ``needed``."""
+    ids = _few_allowed(tok, at_start, needed, require_space)
+    if ids is None:
+        return ()
+    return tuple(np.flatnonzero(_word_lengths(tok)[ids] < len(needed)).tolist())
+
+
+@lru_cache(maxsize=8)
+def _word_lengths(tok: PieceTokenizer) -> np.ndarray:
+    """Each piece's surface length without its leading space: how much of a word it types."""
+    return np.array([len(s.lstrip(" ")) for s in tok.surfaces], dtype=np.int64)
 
 
 class _Node:

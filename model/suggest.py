@@ -50,9 +50,12 @@ class SuggestResult:
     context_tokens: int = 0
     prefilled_tokens: int = 0  # tokens the network had to read for the context
     cache_hit: bool = False
-    # P(the fragment is already the whole word): the suggestions never repeat it (see
-    # model.decoder.NextWords); 0 with no fragment or when the search did not reach it.
+    # P(the fragment is already the whole word | the fragment is typed): the suggestions never
+    # repeat it (see model.decoder.NextWords); 0 with no fragment or when the search did not reach it.
     typed_word_prob: float = 0.0
+    # P(the next word starts with the fragment | context), as its first piece tells (1 with no
+    # fragment): the suggestions' and typed_word_prob's condition; times it, they are unconditional.
+    fragment_prob: float = 1.0
 
 
 def prompt_parts(lm: LanguageModel, text: str, context_pieces: int) -> tuple[list[int], str, bool, str]:
@@ -130,8 +133,10 @@ def suggest(
     found = yield from next_words(
         lm.tokenizer, logp, state, fragment, require_space, k=k, beam=max(options.beam, k), memo=memo
     )
-    suggestions = [(word, math.exp(score)) for word, score in found.words]
-    typed_word_prob = math.exp(found.typed_logp) if found.typed_logp is not None else 0.0
+    # Conditioned on what is typed: P(word | context, the next word starts with the fragment).
+    given = found.fragment_logp
+    suggestions = [(word, min(1.0, math.exp(score - given))) for word, score in found.words]
+    typed_word_prob = min(1.0, math.exp(found.typed_logp - given)) if found.typed_logp is not None else 0.0
     completion = None
     if max_words > 0:
         phrase = yield from complete_phrase(
@@ -140,4 +145,5 @@ def suggest(
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
-    return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob)
+    return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob,
+                         fragment_prob=math.exp(given))

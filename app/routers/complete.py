@@ -229,5 +229,6 @@ def _encode(name: str, answer: EngineResult) -> Response:
         },
         "cache_hit": result.cache_hit,
         "typed_word_prob": result.typed_word_prob,
+        "fragment_prob": result.fragment_prob,
     }
     return Response(to_json(body), media_type="application/json")

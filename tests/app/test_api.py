@@ -19,7 +19,8 @@ import pytest
 from app.schemas import CompleteResponse
 from model.artifact import load_artifact
 
-RESPONSE_FIELDS = {"model", "fragment", "suggestions", "completion", "timing_ms", "cache_hit", "typed_word_prob"}
+RESPONSE_FIELDS = {"model", "fragment", "suggestions", "completion", "timing_ms", "cache_hit", "typed_word_prob",
+                   "fragment_prob"}
 LONG_TEXT = ("I think the movie was great. Honestly the plot was predictable. " * 80)[:4000]
 
 
@@ -45,8 +46,11 @@ def check_answer(body: dict, k: int | None = None) -> None:
     assert all(w.startswith(body["fragment"]) for w in words), (body["fragment"], words)
     assert body["fragment"] not in words, "a suggestion must add something to what was typed"
     assert 0.0 <= body["typed_word_prob"] <= 1.0
+    assert 0.0 < body["fragment_prob"] <= 1.0 or not probs
     if not body["fragment"]:
-        assert body["typed_word_prob"] == 0.0
+        assert body["typed_word_prob"] == 0.0 and body["fragment_prob"] == 1.0
+    # Probabilities given what is typed: the typed word and its completions are disjoint events.
+    assert sum(probs) + body["typed_word_prob"] <= 1.0 + 1e-6, (probs, body["typed_word_prob"])
     completion = body["completion"]
     if completion is not None:
         assert set(completion) == {"text", "confidence"}
@@ -488,13 +492,16 @@ def test_answer_checks_catch_malformed_answers():
     """The check helper itself: a malformed answer is caught (guards against vacuous tests)."""
     good = {"model": "gru", "fragment": "mo", "suggestions": [{"word": "movie", "prob": 0.5}],
             "completion": None, "timing_ms": {"queue": 0.1, "compute": 1.0, "total": 1.1}, "cache_hit": False,
-            "typed_word_prob": 0.01}
+            "typed_word_prob": 0.01, "fragment_prob": 0.02}
     check_answer(good, k=1)
     for bad in (
         {**good, "suggestions": [{"word": "film", "prob": 0.5}]},
         {**good, "suggestions": [{"word": "movie", "prob": 0.2}, {"word": "mood", "prob": 0.3}]},
         {**good, "suggestions": [{"word": "movie", "prob": 1.5}]},
         {**good, "suggestions": [{"word": "movie", "prob": 0.0}]},
+        {**good, "typed_word_prob": 0.6},  # the typed word and its completions add up to more than 1
+        {**good, "fragment": "", "suggestions": [{"word": "movie", "prob": 0.5}], "typed_word_prob": 0.0,
+         "fragment_prob": 0.3},  # nothing typed: nothing to condition on
         {**good, "extra": 1},
         {**good, "suggestions": [{"word": "mo", "prob": 0.5}]},  # repeats what was typed
         {**good, "fragment": "", "suggestions": [{"word": "movie", "prob": 0.5}]},  # typed nothing, yet a typed word

@@ -62,6 +62,26 @@ def brute_force_word_logp(tok: PieceTokenizer, module: BigramModule, start: int,
     return total
 
 
+def brute_force_prefix_logp(tok: PieceTokenizer, module: BigramModule, start: int, fragment: str) -> float:
+    """log P(the continuation's text starts with " fragment"), summed over every way pieces type it."""
+    target = " " + fragment
+    terms: list[float] = []
+
+    def walk(prev: int, pos: int, score: float, first: bool) -> None:
+        rest = target[pos:]
+        for i, surface in enumerate(tok.surfaces):
+            allowed = tok.word_start[i] if first else tok.continuation[i]
+            if not surface or not allowed:
+                continue
+            if surface.startswith(rest):
+                terms.append(score + float(module.table[prev][i]))
+            elif rest.startswith(surface):
+                walk(i, pos + len(surface), score + float(module.table[prev][i]), False)
+
+    walk(start, 0, 0.0, True)
+    return float(torch.logsumexp(torch.tensor(terms), 0))
+
+
 def run(module: BigramModule, gen):
     """Drive a decoder generator with ``module``, one call at a time."""
     result = None
@@ -93,6 +113,13 @@ def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragm
         assert result.typed_logp == pytest.approx(brute_force_word_logp(tok, module, start, fragment), abs=1e-4)
     else:
         assert result.typed_logp is None
+    # What the completions are conditioned on, exact when the beam spans everything: P(the text
+    # starts with " " + fragment). Every word and the typed text fit inside it.
+    expected = brute_force_prefix_logp(tok, module, start, fragment) if fragment else 0.0
+    assert result.fragment_logp == pytest.approx(expected, abs=1e-4)
+    if fragment:
+        inside = [s for _, s in found] + ([result.typed_logp] if result.typed_logp is not None else [])
+        assert float(torch.logsumexp(torch.tensor(inside), 0)) <= result.fragment_logp + 1e-5
 
 
 def flat_beam_next_words(tok: PieceTokenizer, module: BigramModule, start: int, fragment: str, k: int,
@@ -156,14 +183,18 @@ def test_a_fragment_that_is_a_word_is_completed_not_repeated(gru_lm) -> None:
         assert len(result.suggestions) == 5, text
         assert all(w.startswith(fragment) and w != fragment for w, _ in result.suggestions), result.suggestions
     # The model's favourite next word, typed out without its space, is completed, not echoed;
-    # the probability that it is already whole is reported instead, the same as before typing.
+    # the probability that it is already whole is reported instead: before typing it was `prob`,
+    # and given that its letters are typed it is higher by exactly P(those letters come next).
     for context in ["I saw ", "The movie was ", "This is "]:
         [(best, prob)] = drive(gru_lm.module, [suggest(gru_lm, context, k=1)])[0].suggestions
         typed = drive(gru_lm.module, [suggest(gru_lm, context + best, k=5)])[0]
         assert typed.fragment == best
         assert all(w.startswith(best) and w != best for w, _ in typed.suggestions), (best, typed.suggestions)
-        assert typed.typed_word_prob == pytest.approx(prob, rel=1e-3)
-    assert drive(gru_lm.module, [suggest(gru_lm, "I saw ", k=3)])[0].typed_word_prob == 0.0
+        assert typed.fragment_prob < 1.0
+        assert typed.typed_word_prob * typed.fragment_prob == pytest.approx(prob, rel=1e-3)
+        assert typed.typed_word_prob > prob
+    untyped = drive(gru_lm.module, [suggest(gru_lm, "I saw ", k=3)])[0]
+    assert untyped.typed_word_prob == 0.0 and untyped.fragment_prob == 1.0
 
 
 def test_fragment_suggestions_all_start_with_fragment(gru_lm) -> None:
