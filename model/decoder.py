@@ -435,6 +435,7 @@ def phrase_candidates(
     beam: int,
     memo: StepMemo | None = None,
     min_logp: float = NEG_INF,
+    given: float | None = None,
 ) -> Decoding[list[PhraseCandidate]]:
     """Every place the best phrase continuations could stop, with its exact probability.
 
@@ -443,12 +444,15 @@ def phrase_candidates(
     not continue it); one that has just emitted sentence punctuation is a candidate and stops
     (a phrase never runs past the end of a sentence); none grows past ``max_words`` words.
     The first word must complete ``fragment``, and the probabilities are then conditioned on
-    the text starting with it. Hypotheses below ``min_logp`` are dropped (they can only fall).
+    the text starting with it: on ``given``, log P(it does) (the next-word search's
+    :func:`fragment_logp`), or else on the mass of the first pieces that agree with it, a looser
+    bound. Hypotheses below ``min_logp`` are dropped (they can only fall).
     """
     printable, sentence_end = tok.printable, tok.sentence_end
     found: dict[str, PhraseCandidate] = {}
-    given = 0.0  # log P(the continuation agrees with the fragment), conditioned away below
-    if fragment:
+    if not fragment:
+        given = 0.0  # log P(the continuation agrees with the fragment), conditioned away below
+    elif given is None:
         first = _allowed(tok, True, fragment, require_space)
         given = float(torch.logsumexp(logp[0].masked_fill(~first, NEG_INF), dim=0))
     min_logp = min_logp + given if min_logp > NEG_INF else NEG_INF
@@ -528,15 +532,17 @@ def complete_phrase(
     memo: StepMemo | None,
     calibration: PhraseCalibration,
     threshold: float,
+    given: float | None = None,
 ) -> Decoding[tuple[str, float] | None]:
     """The phrase to show ``(surface text, confidence)``, or ``None`` if no phrase finished.
 
     The text is the continuation right after the context, so it still contains the typed
     fragment; the caller strips what the user already typed. ``confidence`` is the calibrated
     probability that the writer types exactly this text next (see :class:`PhraseCalibration`).
+    ``given`` is what the probabilities are conditioned on inside a word (:func:`phrase_candidates`).
     """
     min_logp = calibration.min_logp(threshold, max_words)
     candidates = yield from phrase_candidates(tok, logp, state, fragment, require_space, max_words, beam, memo,
-                                              min_logp)
+                                              min_logp, given)
     chosen = choose_phrase(candidates, calibration, threshold)
     return None if chosen is None else (chosen[0].text, chosen[1])

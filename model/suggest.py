@@ -142,6 +142,8 @@ def suggest(
         phrase = yield from complete_phrase(
             lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam, memo,
             lm.phrase_calibration, options.completion_threshold,
+            # Mid-word, conditioned as the suggestions are (the tighter value: docs/models.md, "Ghost text").
+            given=found.fragment_logp if fragment else None,
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])

@@ -40,8 +40,8 @@ from tqdm import tqdm
 
 from model.artifact import LanguageModel, load_artifact, update_card
 from model.batching import Decoding, drive_stream
-from model.decoder import PhraseCalibration, PhraseCandidate, choose_phrase, phrase_candidates
-from model.prefix_cache import PrefixStateCache
+from model.decoder import PhraseCalibration, PhraseCandidate, choose_phrase, next_words, phrase_candidates
+from model.prefix_cache import PrefixStateCache, StepMemo
 from model.suggest import DecodeOptions, context_state, prompt_parts
 from model.text import WORD_CHARS, WORD_RE
 from training.evaluate import load_docs
@@ -72,6 +72,23 @@ def boundaries(doc: str) -> Iterator[tuple[str, str]]:
             yield doc[:start], doc[start:]
 
 
+def inside_words(doc: str) -> Iterator[tuple[str, str]]:
+    """(text typed so far, what follows the word's start) at every keystroke inside a word.
+
+    The words are those :func:`boundaries` starts; after each of their characters but the last,
+    the writer is mid-word and the ghost text must first complete the word.
+    """
+    for match in WORD_RE.finditer(doc):
+        start = match.start()
+        if start == 0 or doc[start - 1] == " ":
+            for end in range(start + 1, match.end()):
+                yield doc[:end], doc[start:]
+
+
+POSITIONS = {"boundaries": boundaries, "inside": inside_words}
+CONDITIONINGS = ("first-piece", "search")
+
+
 def is_accepted(phrase: str, following: str) -> bool:
     """The text goes on with exactly ``phrase`` (a phrase ending in a word ends with that word)."""
     phrase = phrase.lstrip(" ")
@@ -82,25 +99,35 @@ def is_accepted(phrase: str, following: str) -> bool:
 
 
 def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: int, beam: int,
-              min_logp: float) -> Decoding[list[list[Observed]]]:
+              min_logp: float, positions: str = "boundaries", conditioning: str = "first-piece",
+              ) -> Decoding[list[list[Observed]]]:
     found: list[list[Observed]] = []
-    for context, following in boundaries(doc):
-        ids, fragment, require_space, _ = prompt_parts(lm, context, DecodeOptions.context_pieces)
+    for typed, following in POSITIONS[positions](doc):
+        ids, fragment, require_space, _ = prompt_parts(lm, typed, DecodeOptions.context_pieces)
+        if not following.lstrip(" ").startswith(fragment):
+            continue  # normalisation moved the word's start (rare): no place to compare with
         logp, state, _, _ = yield from context_state(lm, ids, cache)
+        given = None
+        if conditioning == "search" and fragment:  # as the server does: the next-word search's fragment_logp
+            words = yield from next_words(lm.tokenizer, logp, state, fragment, require_space, k=3,
+                                          beam=DecodeOptions.beam, memo=StepMemo(cache, ids))
+            given = words.fragment_logp
         candidates: list[PhraseCandidate] = yield from phrase_candidates(
-            lm.tokenizer, logp, state, fragment, require_space, max_words, beam, None, min_logp)
+            lm.tokenizer, logp, state, fragment, require_space, max_words, beam, None, min_logp, given)
         found.append([Observed(c.words, c.logp, c.sentence_end, is_accepted(c.text, following))
                       for c in candidates])
     return found
 
 
 def collect(lm: LanguageModel, docs: list[str], max_words: int = 5, beam: int = DecodeOptions.phrase_beam,
-            batch_docs: int = 64) -> list[list[Observed]]:
-    """Candidates at every boundary of ``docs`` (documents batched as the evaluator does)."""
+            batch_docs: int = 64, positions: str = "boundaries", conditioning: str = "first-piece",
+            ) -> list[list[Observed]]:
+    """Candidates at every boundary (or keystroke inside a word) of ``docs``, documents batched
+    as the evaluator does; ``conditioning`` says what a mid-word phrase is conditioned on."""
     cache = PrefixStateCache(256 * 1024 * 1024)
     min_logp = math.log(COLLECT_MIN_P)
     out: list[list[list[Observed]]] = [[] for _ in docs]
-    gens = (_document(lm, d, cache, max_words, beam, min_logp) for d in docs)
+    gens = (_document(lm, d, cache, max_words, beam, min_logp, positions, conditioning) for d in docs)
     with tqdm(total=len(docs), unit="doc", desc=f"phrases {lm.name}", file=sys.stderr, mininterval=5) as bar:
         for i, found in drive_stream(lm.module, gens, width=batch_docs, max_rows=1024):
             out[i] = found
@@ -262,6 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit-seed", type=int, default=1, help="sample seed of the fit documents")
     parser.add_argument("--keep-calibration", action="store_true", help="use the card's calibration, fit nothing")
     parser.add_argument("--write-card", action="store_true", help="store the calibration in the artifact's card")
+    parser.add_argument("--positions", choices=tuple(POSITIONS), default="boundaries",
+                        help="inside: every keystroke inside a word, reported with --keep-calibration")
+    parser.add_argument("--conditioning", choices=CONDITIONINGS, default="first-piece",
+                        help="what a mid-word phrase's probability is conditioned on (the server's: search)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="output stem: STEM.json, STEM_curve.png, STEM_reliability.png")
@@ -292,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.keep_calibration:  # never report on a document the calibration was fitted on
         fitted = set(fit_docs)
         eval_docs = [d for d in eval_docs if d not in fitted]
-    found = collect(lm, eval_docs, args.max_words, args.beam)
+    found = collect(lm, eval_docs, args.max_words, args.beam, positions=args.positions,
+                    conditioning=args.conditioning)
     curve = [operating_point(found, calibration, t) for t in THRESHOLDS]
     at_default = operating_point(found, calibration, threshold)
     picks = [s for s in shown(found, calibration, 0.0) if s is not None]
@@ -310,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
         "fit_boundaries": len(fit_found),
         "max_words": args.max_words,
         "beam": args.beam,
+        "positions": args.positions,
+        "conditioning": args.conditioning,
         "calibration": asdict(calibration),
         "default_threshold": threshold,
         "at_default": at_default,

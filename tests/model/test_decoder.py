@@ -276,3 +276,25 @@ def test_phrase_confidence_is_the_calibrated_sequence_probability(tok: PieceToke
     # A threshold no candidate reaches prunes every hypothesis early: nothing to show.
     assert max(math.exp(c.logp) for c in candidates) < 0.999
     assert run(module, complete_phrase(tok, logp, state, "", True, 2, 4, None, PhraseCalibration(), 0.999)) is None
+
+
+@pytest.mark.parametrize("fragment", ["mo", "m"])
+def test_mid_word_ghost_text_is_conditioned_like_the_suggestions(tok: PieceTokenizer, fragment: str) -> None:
+    """Inside a word, a one-word phrase and the same word's suggestion carry one probability.
+
+    The phrase search conditions on the next-word search's ``fragment_logp``; exhaustive searches
+    (beam over the whole vocabulary) make both exact, so they must agree to rounding.
+    """
+    from model.decoder import phrase_candidates
+
+    module = BigramModule(tok.vocab_size, seed=5)
+    logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    words = run(module, next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12))
+    candidates = run(module, phrase_candidates(tok, logp, state, fragment, True, 1, tok.vocab_size,
+                                               given=words.fragment_logp))
+    by_text = {c.text.strip(): c.logp for c in candidates if not c.sentence_end}
+    for word, score in words.words:
+        assert by_text[word] == pytest.approx(score - words.fragment_logp, abs=1e-4), word
+    # Conditioned on the looser first-piece mass instead, every probability is at most as high.
+    loose = run(module, phrase_candidates(tok, logp, state, fragment, True, 1, tok.vocab_size))
+    assert all(c.logp <= by_text.get(c.text.strip(), math.inf) + 1e-9 for c in loose if not c.sentence_end)
