@@ -231,7 +231,7 @@ def choose_threshold(found: list[list[Observed]], calibration: PhraseCalibration
 
 
 def plot(curve: list[dict[str, Any]], bins: list[dict[str, float]], ece: float, title: str, stem: Path,
-         default: float) -> None:
+         default: float, where: str = "word boundaries") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,7 +261,7 @@ def plot(curve: list[dict[str, Any]], bins: list[dict[str, float]], ece: float, 
         ax.plot([chosen["coverage"]], [chosen["exact_match"]], marker="*", markersize=14, color="tab:red",
                 label=f"default threshold {default}")
         ax.legend(loc="lower left")
-    ax.set(xlabel="coverage (word boundaries showing a phrase)", ylabel="ExactMatch of shown phrases",
+    ax.set(xlabel=f"coverage ({where} showing a phrase)", ylabel="ExactMatch of shown phrases",
            xlim=(0, None), ylim=(0, 1), title=f"{title}: coverage vs ExactMatch")
     fig.tight_layout()
     fig.savefig(stem.with_name(stem.name + "_curve.png"), dpi=110)
@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m training.phrases " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    plot(curve, bins, ece_all, lm.name, stem, threshold)
+    plot(curve, bins, ece_all, lm.name, stem, threshold,
+         "word boundaries" if args.positions == "boundaries" else "keystrokes inside words")
     log.info("at threshold %.2f: %s", threshold, json.dumps(at_default))
     if args.write_card and not args.keep_calibration:
         update_card(args.model, {"phrase_calibration": {

@@ -36,6 +36,31 @@ def test_boundaries_are_word_starts_after_a_space():
     assert dict(boundaries(doc))["Thanks, Ann. I will "] == "send (the) report."
 
 
+def test_inside_words_are_every_keystroke_within_a_boundary_word():
+    from training.phrases import inside_words
+
+    doc = "Thanks, Ann. I will send (the) report."
+    typed = [t for t, _ in inside_words(doc)]
+    assert typed[:6] == ["T", "Th", "Tha", "Than", "Thank", "Thanks, A"]  # "I" has no inside; "(the)" is no word start
+    assert "Thanks, Ann. I will send (the) repor" in typed and "Thanks, Ann. I will send (the) report" not in typed
+    assert dict(inside_words(doc))["Thanks, Ann. I will send (the) rep"] == "report."
+
+
+def test_mid_word_collection_runs_the_servers_conditioning(gru_lm):
+    """Both conditionings observe the same keystrokes; the search's never makes a phrase less likely."""
+    from training.phrases import collect
+
+    docs = ["I think the movie was great and the acting was good."]
+    first = collect(gru_lm, docs, max_words=2, positions="inside", conditioning="first-piece")
+    search = collect(gru_lm, docs, max_words=2, positions="inside", conditioning="search")
+    assert len(first) == len(search) == sum(len(w) - 1 for w in docs[0].rstrip(".").split())
+    assert any(obs for obs in search)
+    for loose, tight in zip(first, search, strict=True):
+        best_loose = max((o.logp for o in loose), default=-math.inf)
+        best_tight = max((o.logp for o in tight), default=-math.inf)
+        assert best_tight >= best_loose - 1e-6
+
+
 def test_acceptance_is_exact_and_ends_at_a_word_boundary():
     from training.phrases import is_accepted
 
