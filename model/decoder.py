@@ -244,10 +244,12 @@ def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], te
         child = (*ids, int(allowed[j]))
         if child in reached:  # a prefix piece whose continuations the search saw: keep what agrees
             values[j] += fragment_logp(tok, reached, text + tok.surfaces[child[-1]], fragment, require_space, child)
+    # Log-probabilities are <= 0, so their exps cannot overflow; only an all-underflow needs the shift.
+    mass = float(np.exp(values).sum())
+    if mass > 0.0:
+        return math.log(mass)
     top = float(values.max())
-    if top == NEG_INF:
-        return NEG_INF
-    return top + math.log(float(np.exp(values - top).sum()))
+    return NEG_INF if top == NEG_INF else top + math.log(float(np.exp(values - top).sum()))
 
 
 @lru_cache(maxsize=1024)  # keyed like _few_allowed
