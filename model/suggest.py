@@ -53,8 +53,9 @@ class SuggestResult:
     # P(the fragment is already the whole word | the fragment is typed): the suggestions never
     # repeat it (see model.decoder.NextWords); 0 with no fragment or when the search did not reach it.
     typed_word_prob: float = 0.0
-    # P(the next word starts with the fragment | context), as its first piece tells (1 with no
-    # fragment): the suggestions' and typed_word_prob's condition; times it, they are unconditional.
+    # P(the next word starts with the fragment | context), from what the search reached (see
+    # model.decoder.fragment_logp; 1 with no fragment): the suggestions' and typed_word_prob's
+    # condition; times it, they are unconditional.
     fragment_prob: float = 1.0
 
 
@@ -142,7 +143,7 @@ def suggest(
         phrase = yield from complete_phrase(
             lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam, memo,
             lm.phrase_calibration, options.completion_threshold,
-            # Mid-word, conditioned as the suggestions are (the tighter value: docs/models.md, "Ghost text").
+            # Mid-word, conditioned as the suggestions are (docs/models.md, "Ghost text inside a word").
             given=found.fragment_logp if fragment else None,
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
