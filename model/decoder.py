@@ -67,10 +67,14 @@ def _logaddexp(a: float | None, b: float) -> float:
 
 def _mask_key(hyp: _Hyp, fragment: str, require_space: bool) -> tuple[bool, str, bool]:
     """What decides the pieces allowed after ``hyp``: (at the word's start, text still needed, space needed)."""
-    if hyp.text == "":
+    return _key_after(hyp.text == "", len(hyp.word), fragment, require_space)
+
+
+def _key_after(at_start: bool, typed: int, fragment: str, require_space: bool) -> tuple[bool, str, bool]:
+    """:func:`_mask_key` of a hypothesis that has typed ``typed`` characters of the word."""
+    if at_start:
         return True, fragment, require_space
-    word = hyp.word
-    return False, (fragment[len(word) :] if len(word) < len(fragment) else ""), False
+    return False, fragment[typed:], False
 
 
 @lru_cache(maxsize=256)  # 256 vocabulary-sized masks: 2 MB at 8k pieces, shared by every model
@@ -195,7 +199,7 @@ def next_words(
     hyps = [_Hyp("", 0.0)]
     root = memo.get(()) if memo is not None else None
     nodes = [_Node(root.logp, root.state, root.notes) if root is not None else _Node(logp, state, {})]
-    reached = {(): nodes[0]} if fragment else {}  # the nodes of hypotheses inside the fragment, by pieces
+    reached = {(): nodes[0]}  # with a fragment: the nodes of hypotheses still inside it, by pieces
     for _ in range(max_pieces):
         finishing = [i for i, h in enumerate(hyps) if h.word and _is_whole_word(h.word, fragment)]
         if finishing:
@@ -216,14 +220,15 @@ def next_words(
             break  # nothing still open can beat the k-th finished word
         hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p)) for s, r, p in keep]
         nodes = yield from _grow(memo, nodes, [r for _, r, _ in keep], [h.ids for h in hyps])
-        reached.update((h.ids, n) for h, n in zip(hyps, nodes, strict=True) if len(h.word) < len(fragment))
+        if fragment:
+            reached.update((h.ids, n) for h, n in zip(hyps, nodes, strict=True) if len(h.word) < len(fragment))
     ranked = sorted(finals.items(), key=lambda kv: kv[1], reverse=True)
-    given = fragment_logp(tok, reached, "", fragment, require_space) if fragment else 0.0
+    given = fragment_logp(tok, reached, fragment, require_space) if fragment else 0.0
     return NextWords(ranked[:k], typed, given)
 
 
-def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], text: str, fragment: str,
-                  require_space: bool, ids: tuple[int, ...] = ()) -> float:
+def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], fragment: str, require_space: bool,
+                  ids: tuple[int, ...] = (), typed: int = 0) -> float:
     """log P(the text after the context starts with the typed ``fragment``), from what the search reached.
 
     The event a fragment's completions are conditioned on: "report" after "rep" is shown with
@@ -232,18 +237,19 @@ def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], te
     whole; one that is a proper prefix of it (" re" for "rep") counts times what agrees with the
     rest after it, where the search expanded it (``reached``, keyed by pieces); where it did not,
     the piece counts whole, so the value errs high and the words' conditional probabilities err
-    low (together they never exceed 1). Exact when the beam spans every prefix piece.
+    low (together they never exceed 1). Exact when the beam spans every prefix piece. ``ids`` is
+    the hypothesis summed after, which has typed ``typed`` characters of the word.
     """
-    typed = len(text.lstrip(" "))
-    key = (True, fragment, require_space) if not text else (False, fragment[typed:], False)
+    key = _key_after(not ids, typed, fragment, require_space)
     allowed = _few_allowed(tok, *key)
     if allowed is None or len(allowed) == 0:
         return NEG_INF
     values = reached[ids].row[allowed]
     for j in _prefix_positions(tok, *key):
-        child = (*ids, int(allowed[j]))
+        piece = int(allowed[j])
+        child = (*ids, piece)
         if child in reached:  # a prefix piece whose continuations the search saw: keep what agrees
-            values[j] += fragment_logp(tok, reached, text + tok.surfaces[child[-1]], fragment, require_space, child)
+            values[j] += fragment_logp(tok, reached, fragment, require_space, child, typed + int(tok.word_chars[piece]))
     # Log-probabilities are <= 0, so their exps cannot overflow; only an all-underflow needs the shift.
     mass = float(np.exp(values).sum())
     if mass > 0.0:
@@ -258,13 +264,7 @@ def _prefix_positions(tok: PieceTokenizer, at_start: bool, needed: str, require_
     ids = _few_allowed(tok, at_start, needed, require_space)
     if ids is None:
         return ()
-    return tuple(np.flatnonzero(_word_lengths(tok)[ids] < len(needed)).tolist())
-
-
-@lru_cache(maxsize=8)
-def _word_lengths(tok: PieceTokenizer) -> np.ndarray:
-    """Each piece's surface length without its leading space: how much of a word it types."""
-    return np.array([len(s.lstrip(" ")) for s in tok.surfaces], dtype=np.int64)
+    return tuple(np.flatnonzero(tok.word_chars[ids] < len(needed)).tolist())
 
 
 class _Node:

@@ -144,7 +144,7 @@ def suggest(
             lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam, memo,
             lm.phrase_calibration, options.completion_threshold,
             # Mid-word, conditioned as the suggestions are (docs/models.md, "Ghost text inside a word").
-            given=found.fragment_logp if fragment else None,
+            given=given,
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])

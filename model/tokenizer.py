@@ -58,6 +58,8 @@ class PieceTokenizer:
         self.boundary_weights_np = self.boundary_weights.numpy()
         #: Ids of the pieces that continue a word, ascending.
         self.continuation_ids = continuation.nonzero().flatten().numpy()
+        #: How many characters of a word each piece types (its surface without the leading space).
+        self.word_chars = torch.tensor([len(s.lstrip(" ")) for s in surfaces]).numpy()
         #: Pieces with visible text (not control or byte pieces): what a phrase may contain.
         self.printable = torch.tensor([bool(s) for s in surfaces])
         #: Pieces that end a sentence (contain . ! or ?): a phrase stops after one.
