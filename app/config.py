@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         description="show a phrase when P(the writer types exactly it) reaches this (calibrated per model; 0.4 is where"
         " the GRU e-mail model's ExactMatch reaches 55% on the dev split, docs/models.md)",
     )
+    known_words: bool = Field(
+        DecodeOptions.known_words,
+        description="propose only words of the model's lexicon (its training text's words, embedded in the artifact);"
+        " off: any string the pieces spell",
+    )
 
     # HTTP
     max_text_chars: int = Field(4000, ge=1)

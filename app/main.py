@@ -68,6 +68,7 @@ def decode_options(settings: Settings) -> DecodeOptions:
         prefill_chunk=settings.prefill_chunk,
         completion_threshold=settings.completion_threshold,
         context_pieces=settings.context_pieces,
+        known_words=settings.known_words,
     )
 
 

@@ -2,13 +2,15 @@
 
 One ``.pt`` file per backend carries everything the server needs and nothing of the
 training code: the scripted network (``init_state`` / ``prefill`` / ``step``, and
-``pack_fp16`` for its fp16 serving form), the SentencePiece model and a JSON model card, the
-last two embedded with ``_extra_files``. Loading runs the TorchScript as exported: this
+``pack_fp16`` for its fp16 serving form), the SentencePiece model, a JSON model card and,
+optionally, the lexicon of words it may propose (:mod:`model.lexicon`), the last three
+embedded with ``_extra_files``. Loading runs the TorchScript as exported: this
 module never imports the network's Python source (writing artifacts is :mod:`model.export`).
 The card holds a SHA-256 over the tokenizer bytes, every parameter and the rest of the card
 itself (format 2); loading recomputes it and refuses, with a one-line reason, a file that is
-truncated, whose weights, tokenizer or card were changed, whose weights are not the shape its
-card describes, or that is served under the other cell's name.
+truncated, whose weights, tokenizer, card or lexicon (the card holds its SHA-256) were
+changed, whose weights are not the shape its card describes, or that is served under the
+other cell's name.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import torch
 from torch import Tensor
 
 from model.decoder import PhraseCalibration
+from model.lexicon import Lexicon, lexicon_digest
 from model.tokenizer import PieceTokenizer
 
 TOKENIZER_FILE = "tokenizer.model"
 CARD_FILE = "card.json"
+LEXICON_FILE = "lexicon.txt.gz"
 # 3: the scripted module carries its fp16 serving form (pack_fp16); 2: the checksum covers the
 # card too; 1: tokenizer and weights only.
 FORMAT_VERSION = 3
@@ -87,6 +91,7 @@ class LanguageModel:
     card: dict[str, Any]
     path: Path | None = None
     precision: str = "fp32"  # weights as served: "fp32" (as stored) or "fp16" (the module's pack_fp16)
+    lexicon: Lexicon | None = None  # the words it may propose; None: any string the pieces spell
     zero_state: Tensor = field(init=False)
     phrase_calibration: PhraseCalibration = field(init=False)
 
@@ -111,7 +116,7 @@ def load_artifact(path: str | Path, name: str | None = None, precision: str = "f
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model file")
-    extra = {TOKENIZER_FILE: b"", CARD_FILE: b""}
+    extra = {TOKENIZER_FILE: b"", CARD_FILE: b"", LEXICON_FILE: b""}
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -138,6 +143,7 @@ def load_artifact(path: str | Path, name: str | None = None, precision: str = "f
         claimed = [c for c in CELLS if c in name.lower().replace("_", "-").split("-")]
         if claimed and claimed[0] != card["config"]["cell"]:
             raise ArtifactError(f"{path.name}: served as {name!r} but it is a {card['config']['cell']} model")
+    lexicon = _verified_lexicon(path.name, card, bytes(extra[LEXICON_FILE]))
     module.eval()
     tokenizer = PieceTokenizer(tokenizer_bytes)
     if tokenizer.vocab_size != card.get("vocab_size"):
@@ -148,15 +154,48 @@ def load_artifact(path: str | Path, name: str | None = None, precision: str = "f
             raise ArtifactError(f"{path.name}: exported without its fp16 serving form; re-export it with "
                                 "python -m model.export --rescript (or serve it with precision fp32)")
         module.pack_fp16()
-    return LanguageModel(name or card["config"]["cell"], module, tokenizer, card, path, precision)
+    return LanguageModel(name or card["config"]["cell"], module, tokenizer, card, path, precision, lexicon)
 
 
-def update_card(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite an artifact with ``updates`` merged into its card (e.g. evaluation figures)."""
+def _verified_lexicon(file_name: str, card: dict[str, Any], data: bytes) -> Lexicon | None:
+    """The embedded lexicon, if the card describes one; its bytes must be the ones the card names."""
+    described = card.get("lexicon")
+    if not described:
+        if data:
+            raise ArtifactError(f"{file_name}: carries a lexicon its card does not describe")
+        return None
+    if not data:
+        raise ArtifactError(f"{file_name}: its card names a lexicon that is missing")
+    if lexicon_digest(data) != described.get("sha256"):
+        raise ArtifactError(f"{file_name}: lexicon changed since export (SHA-256 differs from the card's)")
+    try:
+        return Lexicon.from_bytes(data)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{file_name}: unreadable lexicon ({exc})") from None
+
+
+def lexicon_card(lexicon: Lexicon, **about: Any) -> dict[str, Any]:
+    """The card's description of ``lexicon`` (its digest seals the file): size, and ``about`` (sources)."""
+    return {**about, "words": len(lexicon), "sha256": lexicon_digest(lexicon.to_bytes())}
+
+
+def update_card(path: str | Path, updates: dict[str, Any], lexicon: Lexicon | None = None,
+                lexicon_about: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rewrite an artifact with ``updates`` merged into its card (e.g. evaluation figures).
+
+    ``lexicon`` replaces the embedded lexicon (described in the card with ``lexicon_about``);
+    without it the artifact keeps the one it has.
+    """
     lm = load_artifact(path)
     version = FORMAT_VERSION if hasattr(lm.module, "pack_fp16") else 2  # the module is saved as it was
+    if lexicon is not None:
+        updates = {**updates, "lexicon": lexicon_card(lexicon, **(lexicon_about or {}))}
+    else:
+        lexicon = lm.lexicon
     card = sealed({**lm.card, **updates}, lm.tokenizer.model_proto, lm.module.state_dict(), version)
     extra = {TOKENIZER_FILE: lm.tokenizer.model_proto, CARD_FILE: json.dumps(card, indent=2, sort_keys=True)}
+    if lexicon is not None:
+        extra[LEXICON_FILE] = lexicon.to_bytes()
     # Written beside it and renamed: a reader never sees half an artifact, a crash leaves the old one.
     partial = Path(path).with_name(Path(path).name + ".partial")
     with warnings.catch_warnings():

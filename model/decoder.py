@@ -10,11 +10,12 @@ boundary) and grow piece sequences whose surface text forms the next word(s):
   probability of its pieces times the probability that the piece after it does *not*
   continue the word (summed over every boundary piece, EOS included). Different
   segmentations of one word add up. The search stops as soon as no open hypothesis can
-  beat the k-th best finished word (scores only fall as pieces are added).
+  beat the k-th best finished word (scores only fall as pieces are added). Given a lexicon,
+  only its words are proposed (:mod:`model.lexicon`).
 * :func:`complete_phrase` -- the ghost text: of the places where the most probable
   continuations could stop (a word end or sentence punctuation, up to ``max_words`` words),
   the longest whose calibrated confidence -- the probability that the writer types exactly
-  that text next -- reaches the threshold.
+  that text next -- reaches the threshold. Given a lexicon, the phrase uses only its words.
 
 The fragment constraint works on surface text, not on the fragment's own tokenisation:
 a typed ``"mo"`` is often tokenised ``" mo"`` while the word it belongs to is the single
@@ -36,6 +37,7 @@ import torch
 from torch import Tensor
 
 from model.batching import Decoding, ModelCall
+from model.lexicon import Lexicon
 from model.prefix_cache import StepMemo
 from model.text import WORD_RE, words
 from model.tokenizer import PieceTokenizer
@@ -181,6 +183,7 @@ def next_words(
     beam: int,
     max_pieces: int = 10,
     memo: StepMemo | None = None,
+    lexicon: Lexicon | None = None,
 ) -> Decoding[NextWords]:
     """Top-``k`` whole next words as ``(word, log-probability)``, best first (see :class:`NextWords`).
 
@@ -188,7 +191,8 @@ def next_words(
     ``require_space`` says the context ended in whitespace (or is empty), so the word must
     be introduced by a space piece; otherwise it may also attach directly (after "(").
     ``memo`` (the context's, from the prefix cache) reuses and records the beam's steps, and
-    with them what each step derived from its log-probs (see :class:`_Node`).
+    with them what each step derived from its log-probs (see :class:`_Node`). With a
+    ``lexicon`` other strings are never proposed nor counted among the ``k`` that end the search.
 
     A beam step keeps the ``beam`` best (hypothesis, piece) pairs. It takes them from each
     hypothesis's own best allowed pieces, which is the same set as the best of all pairs:
@@ -208,6 +212,8 @@ def next_words(
                 word = hyps[i].word
                 if len(word) == len(fragment):  # the typed text itself: not a proposal
                     typed = _logaddexp(typed, hyps[i].score + end)
+                elif lexicon is not None and word not in lexicon:
+                    continue
                 else:
                     finals[word] = _logaddexp(finals.get(word), hyps[i].score + end)
         tops = _best_pieces(tok, nodes, [_mask_key(h, fragment, require_space) for h in hyps], beam)
@@ -438,6 +444,7 @@ def phrase_candidates(
     memo: StepMemo | None = None,
     min_logp: float = NEG_INF,
     given: float | None = None,
+    lexicon: Lexicon | None = None,
 ) -> Decoding[list[PhraseCandidate]]:
     """Every place the best phrase continuations could stop, with its exact probability.
 
@@ -448,7 +455,8 @@ def phrase_candidates(
     The first word must complete ``fragment``, and the probabilities are then conditioned on
     the text starting with it: on ``given``, log P(it does) (the next-word search's
     :func:`fragment_logp`), or else on the mass of the first pieces that agree with it, a looser
-    bound. Hypotheses below ``min_logp`` are dropped (they can only fall).
+    bound. Hypotheses below ``min_logp`` are dropped (they can only fall). With a ``lexicon``, a
+    phrase with a word outside it is never a candidate.
     """
     printable, sentence_end = tok.printable, tok.sentence_end
     found: dict[str, PhraseCandidate] = {}
@@ -462,6 +470,8 @@ def phrase_candidates(
     def add(text: str, score: float, n_words: int, at_sentence_end: bool) -> None:
         if text.lstrip(" ") == fragment:
             return  # only what is already typed: nothing to show
+        if lexicon is not None and not all(w in lexicon for w in words(text)):
+            return
         old = found.get(text)
         total = score - given if old is None else _logaddexp(old.logp, score - given)
         found[text] = PhraseCandidate(text, total, n_words, at_sentence_end)
@@ -535,16 +545,18 @@ def complete_phrase(
     calibration: PhraseCalibration,
     threshold: float,
     given: float | None = None,
+    lexicon: Lexicon | None = None,
 ) -> Decoding[tuple[str, float] | None]:
     """The phrase to show ``(surface text, confidence)``, or ``None`` if no phrase finished.
 
     The text is the continuation right after the context, so it still contains the typed
     fragment; the caller strips what the user already typed. ``confidence`` is the calibrated
     probability that the writer types exactly this text next (see :class:`PhraseCalibration`).
-    ``given`` is what the probabilities are conditioned on inside a word (:func:`phrase_candidates`).
+    ``given`` is what the probabilities are conditioned on inside a word, ``lexicon`` the words
+    it may use (:func:`phrase_candidates`).
     """
     min_logp = calibration.min_logp(threshold, max_words)
     candidates = yield from phrase_candidates(tok, logp, state, fragment, require_space, max_words, beam, memo,
-                                              min_logp, given)
+                                              min_logp, given, lexicon)
     chosen = choose_phrase(candidates, calibration, threshold)
     return None if chosen is None else (chosen[0].text, chosen[1])

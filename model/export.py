@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from model.artifact import CARD_FILE, TOKENIZER_FILE, load_artifact, sealed, update_card
+from model.artifact import CARD_FILE, LEXICON_FILE, TOKENIZER_FILE, lexicon_card, load_artifact, sealed, update_card
+from model.lexicon import Lexicon
 from model.network import ModelConfig, RNNLanguageModel, count_parameters, rebuild_eager
 
 log = logging.getLogger("model.export")
@@ -34,10 +35,14 @@ def script_model(model: torch.nn.Module) -> torch.jit.ScriptModule:
 
 def write_artifact(
     model: RNNLanguageModel, config: ModelConfig, tokenizer_bytes: bytes, path: str | Path,
-    card_extra: dict[str, Any] | None = None,
+    card_extra: dict[str, Any] | None = None, lexicon: Lexicon | None = None,
+    lexicon_about: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Script ``model`` (serving form included) and save it with its tokenizer and card; return the card."""
+    """Script ``model`` (serving form included) and save it with its tokenizer, card and lexicon; return the card."""
     model = model.eval()
+    card_extra = {k: v for k, v in (card_extra or {}).items() if k != "lexicon"}
+    if lexicon is not None:
+        card_extra["lexicon"] = lexicon_card(lexicon, **(lexicon_about or {}))
     card = sealed({
         "config": config.to_dict(),
         "vocab_size": config.vocab_size,
@@ -48,6 +53,8 @@ def write_artifact(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = {TOKENIZER_FILE: tokenizer_bytes, CARD_FILE: json.dumps(card, indent=2, sort_keys=True)}
+    if lexicon is not None:
+        extra[LEXICON_FILE] = lexicon.to_bytes()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.jit.save(scripted, str(path), _extra_files=extra)
@@ -69,7 +76,9 @@ def rescript(source: str | Path, out: str | Path) -> dict[str, Any]:
     # Lineage that names the source file (an adapted model's base) still finds its weights.
     extra["rescripted_from"] = {"sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
                                 "checksum": lm.card.get("checksum")}
-    card = write_artifact(rebuild_eager(config, lm.module.state_dict()), config, lm.tokenizer.model_proto, out, extra)
+    about = {k: v for k, v in (lm.card.get("lexicon") or {}).items() if k not in ("words", "sha256")}
+    card = write_artifact(rebuild_eager(config, lm.module.state_dict()), config, lm.tokenizer.model_proto, out, extra,
+                          lm.lexicon, about)
     load_artifact(out, precision="fp16")  # verify the serving form round-trips
     return card
 

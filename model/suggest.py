@@ -40,6 +40,9 @@ class DecodeOptions:
     # context then costs 1.2x a short one at p99 instead of 4.5x, for at most 0.1 point of top-1
     # (docs/models.md, "Context window").
     context_pieces: int = 128
+    # Propose only words of the model's lexicon (when it carries one): its other strings were
+    # almost never what was typed next (docs/models.md, "Known words").
+    known_words: bool = True
 
 
 @dataclass
@@ -131,8 +134,9 @@ def suggest(
     ids, fragment, require_space, _ = prompt_parts(lm, text, options.context_pieces)
     logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk, scope)
     memo = StepMemo(cache, ids, scope) if cache is not None else None
+    lexicon = lm.lexicon if options.known_words else None
     found = yield from next_words(
-        lm.tokenizer, logp, state, fragment, require_space, k=k, beam=max(options.beam, k), memo=memo
+        lm.tokenizer, logp, state, fragment, require_space, k=k, beam=max(options.beam, k), memo=memo, lexicon=lexicon
     )
     # Conditioned on what is typed: P(word | context, the next word starts with the fragment).
     given = found.fragment_logp
@@ -144,7 +148,7 @@ def suggest(
             lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam, memo,
             lm.phrase_calibration, options.completion_threshold,
             # Mid-word, conditioned as the suggestions are (docs/models.md, "Ghost text inside a word").
-            given=given,
+            given=given, lexicon=lexicon,
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])

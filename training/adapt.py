@@ -17,6 +17,8 @@ The exported card records the lineage: the base artifact's SHA-256, the data and
 tokens and minutes of this run, the recipe and the machine. Any corpus the readers take works
 (``.jsonl[.gz]``, text, mbox, maildir): a user points it at their own mail. ``--resume``
 continues an interrupted run from ``WORK/last.pt``; ``--dry-run`` adapts for a few steps (CI).
+The base's lexicon (the words it may propose, :mod:`model.lexicon`) gains the corpus's words,
+so the adapted model proposes the user's own names and terms.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.artifact import load_artifact
+from model.artifact import LanguageModel, load_artifact
 from model.export import export_checkpoint
+from model.lexicon import Lexicon
 from model.network import ModelConfig, RNNLanguageModel
 from training.data import detect_format, open_maybe_gzip
+from training.lexicon import DEFAULT_MIN_COUNT, corpus_lexicon
 from training.train import AUTOCAST, TrainConfig, evaluate_loss, train
 
 log = logging.getLogger("training.adapt")
@@ -185,6 +189,21 @@ def averaged(best: Path, cfg: TrainConfig, last: int) -> tuple[Path, dict[str, A
     return path, report
 
 
+def adapted_lexicon(base: LanguageModel, corpus: str, split: str, min_count: int
+                    ) -> tuple[Lexicon | None, dict[str, Any]]:
+    """The base model's lexicon plus the words of the adaptation text: the user's own names and terms.
+
+    A base without a lexicon proposes any string, and so does what is adapted from it (the
+    user's mail alone would be too small a lexicon).
+    """
+    if base.lexicon is None:
+        return None, {}
+    own, about = corpus_lexicon([corpus], min_count, split)
+    before = base.card.get("lexicon") or {}
+    sources = [*before.get("sources", []), *about["sources"]]
+    return base.lexicon | own, {**about, "sources": sources, "base_words": len(base.lexicon)}
+
+
 def adapt(args: argparse.Namespace) -> dict[str, Any]:
     """Run the adaptation and export the best checkpoint as ``args.out``; return its card."""
     base = load_artifact(args.base)
@@ -200,7 +219,8 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     extra = {"lineage": {**lineage(args, cfg, ckpt, base.card), "weight_averaging": averaging},
              "name": Path(args.out).stem}
     (Path(cfg.out) / "lineage.json").write_text(json.dumps(extra, indent=2))
-    card = update_card(args.out, extra)
+    lexicon, about = adapted_lexicon(base, args.corpus, args.split, args.lexicon_min_count)
+    card = update_card(args.out, extra, lexicon, about)
     log.info("wrote %s (%.1f MB): %s", args.out, Path(args.out).stat().st_size / 1e6, json.dumps(extra["lineage"]))
     return card
 
@@ -215,6 +235,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", default=None, help="checkpoints and log (default runs/adapt/<out's stem>)")
     parser.add_argument("--data-dir", default=None, help="the prepared corpus (default WORK/data); runs may share one")
     parser.add_argument("--split", default="train", help="the corpus split that trains")
+    parser.add_argument("--lexicon-min-count", type=int, default=DEFAULT_MIN_COUNT,
+                        help="times a word of the corpus must appear to join the model's lexicon")
     parser.add_argument("--valid-split", default="auto", help="'auto': the corpus's dev split if it has one")
     parser.add_argument("--mix-corpus", default=None, help="another corpus to mix in (e.g. the reviews)")
     parser.add_argument("--mix-docs", type=int, default=0, help="documents of --mix-corpus to mix in")

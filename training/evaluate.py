@@ -70,6 +70,8 @@ class DocScore:
     chars: int = 0
     keystrokes: int = 0
     queries: int = 0
+    proposals: int = 0  # words proposed over all queries
+    outside_lexicon: int = 0  # of them, strings outside the model's lexicon (when it has one)
 
     def add(self, other: DocScore) -> None:
         for name, value in asdict(other).items():
@@ -109,15 +111,21 @@ def _neural_document(
 ) -> Decoding[DocScore]:
     queries = document_queries(doc)
     query = next(queries)
+    shown = outside = 0
     while True:
         result = yield from suggest(lm, query.context + query.fragment, KSR_K, 0, cache, options)
         proposals = [word for word, _ in result.suggestions]
+        shown += len(proposals)
+        if lm.lexicon is not None:
+            outside += sum(word not in lm.lexicon for word in proposals)
         try:
             query = queries.send(proposals)
             while not ksr and query.fragment:  # top-k only: skip the keystroke queries
                 query = queries.send([])
         except StopIteration as stop:
-            return stop.value
+            score: DocScore = stop.value
+            score.proposals, score.outside_lexicon = shown, outside
+            return score
 
 
 @torch.no_grad()
@@ -166,7 +174,8 @@ def evaluate_neural(
             bar.update(1)
     nll = piece_nll(lm, docs)
     summary = _summary(lm.name, docs, total, nll, time.time() - started, ksr)
-    return {**summary, "beam": options.beam, "context_pieces": options.context_pieces}
+    return {**summary, "beam": options.beam, "context_pieces": options.context_pieces,
+            "known_words": options.known_words and lm.lexicon is not None}
 
 
 # ---------------------------------------------------------------------------- n-gram peer
@@ -210,6 +219,8 @@ def summarize(
         "word_ppl": round(math.exp(nll / max(ws_tokens, 1)), 2),
         "ksr": round(1 - total.keystrokes / max(total.chars, 1), 4) if ksr else None,
         "queries": total.queries,
+        # Share of proposals the model's lexicon does not hold (0 when the decoder keeps to it).
+        "outside_lexicon": round(total.outside_lexicon / max(total.proposals, 1), 4),
         "seconds": round(seconds, 1),
         "sums": {**asdict(total), "nll": nll, "ws_tokens": ws_tokens},
     }
@@ -231,7 +242,8 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         total.add(DocScore(**sums))
     merged = summarize(results[0]["model"], sum(r["docs"] for r in results), ws_tokens, total, nll,
                        max(r["seconds"] for r in results), ksr_flags.pop())
-    for setting in ("precision", "beam", "context_pieces"):  # how the figures were made: shards must agree
+    # How the figures were made: shards must agree.
+    for setting in ("precision", "beam", "context_pieces", "known_words"):
         values = {r.get(setting) for r in results}
         if len(values) != 1:
             raise ValueError(f"shards disagree on {setting}: {sorted(map(str, values))}")
@@ -275,7 +287,7 @@ def sample_docs(docs: list[str], max_docs: int | None, seed: int) -> list[str]:
 def evaluate_path(
     model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
     threads: int | None = None, bar_position: int = 0, beam: int | None = None,
-    context_pieces: int = DecodeOptions.context_pieces,
+    context_pieces: int = DecodeOptions.context_pieces, known_words: bool = DecodeOptions.known_words,
 ) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
@@ -287,7 +299,7 @@ def evaluate_path(
                                   bar_position)
     lm = load_artifact(model_path, precision=precision)
     lm.name = Path(model_path).stem
-    options = DecodeOptions(beam=beam or DecodeOptions.beam, context_pieces=context_pieces)
+    options = DecodeOptions(beam=beam or DecodeOptions.beam, context_pieces=context_pieces, known_words=known_words)
     result = evaluate_neural(lm, docs, batch_docs, ksr, options, bar_position=bar_position)
     return {**result, "precision": lm.precision}
 
@@ -295,6 +307,7 @@ def evaluate_path(
 def evaluate_parallel(
     model_path: str, docs: list[str], jobs: int, batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
     threads: int | None = None, beam: int | None = None, context_pieces: int = DecodeOptions.context_pieces,
+    known_words: bool = DecodeOptions.known_words,
 ) -> dict[str, Any]:
     """:func:`evaluate_path` over ``jobs`` worker processes, one shard each, merged exactly.
 
@@ -304,11 +317,11 @@ def evaluate_parallel(
     jobs = max(1, min(jobs, len(docs)))
     if jobs == 1:
         return evaluate_path(model_path, docs, batch_docs, ksr, precision, threads, beam=beam,
-                             context_pieces=context_pieces)
+                             context_pieces=context_pieces, known_words=known_words)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = [pool.submit(evaluate_path, model_path, part, batch_docs, ksr, precision, threads or 1, i, beam,
-                               context_pieces)
+                               context_pieces, known_words)
                    for i, part in enumerate(balanced_shards(docs, jobs))]
         return merge_results([f.result() for f in futures])
 
@@ -346,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beam", type=int, help=f"next-word beam width (default {DecodeOptions.beam}, the server's)")
     parser.add_argument("--context-pieces", type=int, default=DecodeOptions.context_pieces,
                         help="read at most the last N context pieces, cut at a word (0: all; the server's setting)")
+    parser.add_argument("--all-words", action="store_true",
+                        help="propose any string the pieces spell, not only the model's lexicon (the server's default)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                         help="weights as the server would hold them (fp16: the artifact's serving form, the default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -368,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as exc:
             parser.error(str(exc))
         result = evaluate_parallel(args.model, docs, args.jobs, args.batch_docs, not args.no_ksr, args.precision,
-                                   args.threads, args.beam, args.context_pieces)
+                                   args.threads, args.beam, args.context_pieces, not args.all_words)
         result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
                             "seed": args.seed, "shard": args.shard}
     if args.out:

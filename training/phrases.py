@@ -100,8 +100,9 @@ def is_accepted(phrase: str, following: str) -> bool:
 
 def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: int, beam: int,
               min_logp: float, positions: str = "boundaries", conditioning: str = "first-piece",
-              ) -> Decoding[list[list[Observed]]]:
+              known_words: bool = DecodeOptions.known_words) -> Decoding[list[list[Observed]]]:
     found: list[list[Observed]] = []
+    lexicon = lm.lexicon if known_words else None
     for typed, following in POSITIONS[positions](doc):
         ids, fragment, require_space, _ = prompt_parts(lm, typed, DecodeOptions.context_pieces)
         if not following.lstrip(" ").startswith(fragment):
@@ -110,10 +111,10 @@ def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: i
         given = None
         if conditioning == "search" and fragment:  # as the server does: the next-word search's fragment_logp
             words = yield from next_words(lm.tokenizer, logp, state, fragment, require_space, k=3,
-                                          beam=DecodeOptions.beam, memo=StepMemo(cache, ids))
+                                          beam=DecodeOptions.beam, memo=StepMemo(cache, ids), lexicon=lexicon)
             given = words.fragment_logp
         candidates: list[PhraseCandidate] = yield from phrase_candidates(
-            lm.tokenizer, logp, state, fragment, require_space, max_words, beam, None, min_logp, given)
+            lm.tokenizer, logp, state, fragment, require_space, max_words, beam, None, min_logp, given, lexicon)
         found.append([Observed(c.words, c.logp, c.sentence_end, is_accepted(c.text, following))
                       for c in candidates])
     return found
@@ -121,13 +122,14 @@ def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: i
 
 def collect(lm: LanguageModel, docs: list[str], max_words: int = 5, beam: int = DecodeOptions.phrase_beam,
             batch_docs: int = 64, positions: str = "boundaries", conditioning: str = "first-piece",
-            ) -> list[list[Observed]]:
+            known_words: bool = DecodeOptions.known_words) -> list[list[Observed]]:
     """Candidates at every boundary (or keystroke inside a word) of ``docs``, documents batched
-    as the evaluator does; ``conditioning`` says what a mid-word phrase is conditioned on."""
+    as the evaluator does; ``conditioning`` says what a mid-word phrase is conditioned on,
+    ``known_words`` whether its words keep to the model's lexicon (as the server's do)."""
     cache = PrefixStateCache(256 * 1024 * 1024)
     min_logp = math.log(COLLECT_MIN_P)
     out: list[list[list[Observed]]] = [[] for _ in docs]
-    gens = (_document(lm, d, cache, max_words, beam, min_logp, positions, conditioning) for d in docs)
+    gens = (_document(lm, d, cache, max_words, beam, min_logp, positions, conditioning, known_words) for d in docs)
     with tqdm(total=len(docs), unit="doc", desc=f"phrases {lm.name}", file=sys.stderr, mininterval=5) as bar:
         for i, found in drive_stream(lm.module, gens, width=batch_docs, max_rows=1024):
             out[i] = found
@@ -293,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="inside: every keystroke inside a word, reported with --keep-calibration")
     parser.add_argument("--conditioning", choices=CONDITIONINGS, default="first-piece",
                         help="what a mid-word phrase's probability is conditioned on (the server's: search)")
+    parser.add_argument("--all-words", action="store_true",
+                        help="phrases of any strings the pieces spell, not only the model's lexicon words (as served)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="output stem: STEM.json, STEM_curve.png, STEM_reliability.png")
@@ -313,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         fit_found: list[list[Observed]] = []
     else:
         fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
-        fit_found = collect(lm, fit_docs, args.max_words, args.beam)
+        fit_found = collect(lm, fit_docs, args.max_words, args.beam, known_words=not args.all_words)
         calibration = fit_platt([o for obs in fit_found for o in obs])
         log.info("calibration on %d boundaries of %s: %s", len(fit_found), args.fit_split, calibration)
     threshold = args.threshold
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         fitted = set(fit_docs)
         eval_docs = [d for d in eval_docs if d not in fitted]
     found = collect(lm, eval_docs, args.max_words, args.beam, positions=args.positions,
-                    conditioning=args.conditioning)
+                    conditioning=args.conditioning, known_words=not args.all_words)
     curve = [operating_point(found, calibration, t) for t in THRESHOLDS]
     at_default = operating_point(found, calibration, threshold)
     picks = [s for s in shown(found, calibration, 0.0) if s is not None]
@@ -344,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         "beam": args.beam,
         "positions": args.positions,
         "conditioning": args.conditioning,
+        "known_words": not args.all_words and lm.lexicon is not None,
         "calibration": asdict(calibration),
         "default_threshold": threshold,
         "at_default": at_default,

@@ -97,6 +97,30 @@ async def test_default_model_comes_from_settings(start_app, make_settings):
         assert stats["lstm"]["count"] == 1 and stats["gru"]["count"] == 0
 
 
+async def test_suggestions_keep_to_the_models_lexicon_unless_settings_say_not(start_app, make_settings, gru_lm):
+    """A model that carries a lexicon proposes only its words; KNOWN_WORDS=false lifts that."""
+    import dataclasses
+
+    from model.lexicon import Lexicon
+
+    text = {"text": "I think the movie was ", "k": 6}
+    free = [s["word"] for s in (await _complete_with(start_app, make_settings, gru_lm, text))["suggestions"]]
+    lexicon = Lexicon(free[1:])
+    kept = await _complete_with(start_app, make_settings, dataclasses.replace(gru_lm, lexicon=lexicon), text)
+    assert [s["word"] for s in kept["suggestions"]] == free[1:]
+    anything = await _complete_with(start_app, make_settings, dataclasses.replace(gru_lm, lexicon=lexicon), text,
+                                    known_words=False)
+    assert [s["word"] for s in anything["suggestions"]] == free
+
+
+async def _complete_with(start_app, make_settings, lm, body: dict, **settings) -> dict:
+    async with start_app(make_settings(models="gru=/served/by/the/loader.pt", **settings),
+                         loader=lambda path, name: lm) as c:
+        r = await c.post("/v1/complete", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 7, 10])
 async def test_k_bounds_the_number_of_suggestions(client, k):
     r = await client.post("/v1/complete", json={"text": "I think the movie was ", "k": k})

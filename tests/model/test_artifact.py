@@ -186,3 +186,57 @@ def test_the_checksum_covers_the_card(gru_lm) -> None:
     card = {"format_version": 2, "config": {"cell": "gru"}, "note": "a"}
     assert checksum(b"tok", weights, card) != checksum(b"tok", weights, {**card, "note": "b"})
     assert checksum(b"tok", weights, card) == checksum(b"tok", weights, {**card, "checksum": "x"})
+
+
+# --------------------------------------------------------------------------- the lexicon
+
+
+def test_the_lexicon_travels_in_the_artifact_and_survives_rewrites(tiny_models: dict[str, Path], tmp_path: Path
+                                                                   ) -> None:
+    from model.artifact import update_card
+    from model.export import rescript
+    from model.lexicon import Lexicon
+
+    path = tmp_path / "gru.pt"
+    path.write_bytes(tiny_models["gru"].read_bytes())
+    assert load_artifact(path).lexicon is None  # written without one: proposes any string
+    card = update_card(path, {}, Lexicon(["Movie", "film"]), {"sources": ["reviews.txt"], "min_count": 2})
+    assert card["lexicon"]["words"] == 2 and card["lexicon"]["sources"] == ["reviews.txt"]
+    lm = load_artifact(path)
+    assert "movie" in lm.lexicon and "FILM" in lm.lexicon and "filmm" not in lm.lexicon
+    update_card(path, {"evaluation": {"note": "new figures"}})  # a card update keeps the lexicon
+    assert len(load_artifact(path).lexicon) == 2
+    again = tmp_path / "again.pt"
+    rescript(path, again)  # and so does re-exporting with the current network code
+    assert load_artifact(again).card["lexicon"] == load_artifact(path).card["lexicon"]
+    assert "movie" in load_artifact(again).lexicon
+
+
+def test_a_changed_missing_or_undescribed_lexicon_is_refused(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    from model.artifact import LEXICON_FILE, update_card
+    from model.lexicon import Lexicon
+
+    path = tmp_path / "gru.pt"
+    path.write_bytes(tiny_models["gru"].read_bytes())
+    update_card(path, {}, Lexicon(["movie", "film"]))
+    changed = tmp_path / "changed.pt"
+    _rewrite_member(path, changed, LEXICON_FILE, lambda _: Lexicon(["movie", "film", "filmm"]).to_bytes())
+    assert "lexicon changed" in _one_line_refusal(changed)
+
+    def drop_lexicon(src: Path, dst: Path) -> None:
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+            for item in zin.infolist():
+                if not item.filename.endswith(LEXICON_FILE):
+                    zout.writestr(item, zin.read(item))
+
+    missing = tmp_path / "missing.pt"
+    drop_lexicon(path, missing)
+    assert "missing" in _one_line_refusal(missing)
+    from model.artifact import sealed
+
+    lm = load_artifact(path)
+    planted = tmp_path / "planted.pt"  # a lexicon beside a card that names none (sealed again, so it is valid)
+    unnamed = sealed({k: v for k, v in lm.card.items() if k != "lexicon"}, lm.tokenizer.model_proto,
+                     lm.module.state_dict())
+    _rewrite_member(path, planted, "card.json", lambda _: json.dumps(unnamed).encode())
+    assert "does not describe" in _one_line_refusal(planted)

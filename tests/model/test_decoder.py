@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from model.batching import drive
 from model.decoder import PhraseCalibration, _Hyp, complete_phrase, next_words
+from model.lexicon import Lexicon
 from model.prefix_cache import PrefixStateCache, StepMemo
 from model.suggest import DecodeOptions, suggest
 from model.text import WORD_RE
@@ -298,3 +300,43 @@ def test_mid_word_ghost_text_is_conditioned_like_the_suggestions(tok: PieceToken
     # Conditioned on the looser first-piece mass instead, every probability is at most as high.
     loose = run(module, phrase_candidates(tok, logp, state, fragment, True, 1, tok.vocab_size))
     assert all(c.logp <= by_text.get(c.text.strip(), math.inf) + 1e-9 for c in loose if not c.sentence_end)
+
+
+@pytest.mark.parametrize("fragment", ["", "mo"])
+def test_with_a_lexicon_only_its_words_are_proposed_in_the_models_order(tok: PieceTokenizer, fragment: str) -> None:
+    """A lexicon removes strings that are not words; the words it keeps come in the same order."""
+    module = BigramModule(tok.vocab_size, seed=7)
+    logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    ranked = [w for w, _ in run(module, next_words(tok, logp, state, fragment, True, k=40, beam=64)).words]
+    assert len(ranked) >= 12
+    lexicon = Lexicon(ranked[1::2])  # the model's favourite is not a word, nor every second one after it
+    found = run(module, next_words(tok, logp, state, fragment, True, k=3, beam=64, lexicon=lexicon))
+    assert [w for w, _ in found.words] == ranked[1:7:2]
+    # The typed fragment's own probability does not depend on the lexicon.
+    plain = run(module, next_words(tok, logp, state, fragment, True, k=3, beam=64))
+    assert found.typed_logp == plain.typed_logp
+
+
+def test_with_a_lexicon_no_phrase_holds_another_string(tok: PieceTokenizer) -> None:
+    from model.decoder import phrase_candidates
+
+    module = BigramModule(tok.vocab_size, seed=3)
+    logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    everything = run(module, phrase_candidates(tok, logp, state, "", True, 2, 8))
+    seen = sorted({w for c in everything for w in WORD_RE.findall(c.text)})
+    lexicon = Lexicon(seen[::2])
+    kept = run(module, phrase_candidates(tok, logp, state, "", True, 2, 8, lexicon=lexicon))
+    assert kept == [c for c in everything if all(w in lexicon for w in WORD_RE.findall(c.text))]
+    assert 0 < len(kept) < len(everything)
+
+
+def test_the_server_keeps_to_the_models_lexicon_unless_told_not_to(gru_lm) -> None:
+    text = "I think the movie was "
+    free = drive(gru_lm.module, [suggest(gru_lm, text, k=6)])[0]  # the tiny model carries no lexicon
+    words = [w for w, _ in free.suggestions]
+    with_lexicon = dataclasses.replace(gru_lm, lexicon=Lexicon(words[1:]))
+    kept = drive(with_lexicon.module, [suggest(with_lexicon, text, k=3)])[0]
+    assert [w for w, _ in kept.suggestions] == words[1:4]
+    anything = drive(with_lexicon.module, [suggest(with_lexicon, text, k=3,
+                                                   options=DecodeOptions(known_words=False))])[0]
+    assert [w for w, _ in anything.suggestions] == words[:3]

@@ -16,6 +16,7 @@ from model.artifact import load_artifact
 from tests.conftest import make_tiny_corpus
 from training.adapt import main as adapt_main
 from training.data import iter_documents
+from training.lexicon import main as lexicon_main
 
 EMAILS = [f"Thanks for the update. I will send you the report by {day}. Please let me know if you have any questions."
           for day in ("Monday", "Tuesday", "Friday", "noon", "tonight")]
@@ -81,21 +82,32 @@ def test_adapt_runs_end_to_end_and_records_its_lineage(tmp_path: Path, tiny_mode
     assert (tmp_path / "work" / "log.jsonl").read_text().count("\n") >= 2
 
 
-def test_adapt_takes_a_users_mbox(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+def test_adapt_takes_a_users_mbox(tmp_path: Path, tiny_models: dict[str, Path], tiny_corpus: Path) -> None:
     box = mailbox.mbox(tmp_path / "me.mbox")
     for i, text in enumerate(make_tiny_corpus(120, seed=5)):
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = "me@example.com", "you@example.com", f"note {i}"
-        msg.set_content(f"{EMAILS[i % 5]} {text}\n\nOn Mon, 1 Jan 2024, you <you@example.com> wrote:\n> quoted\n")
+        signed = " Best, Zorbalina" if i % 4 == 0 else ""
+        msg.set_content(f"{EMAILS[i % 5]} {text}{signed}\n\n"
+                        "On Mon, 1 Jan 2024, you <you@example.com> wrote:\n> quoted\n")
         box.add(msg)
     box.flush()
+    base = tmp_path / "base.pt"  # a base that keeps to a lexicon, as the bundled models do
+    base.write_bytes(tiny_models["lstm"].read_bytes())
+    lexicon_main(["--model", str(base), "--corpus", str(tiny_corpus)])
     out = tmp_path / "me.pt"
-    adapt_main(["--from", str(tiny_models["lstm"]), "--corpus", str(tmp_path / "me.mbox"), "--out", str(out),
+    adapt_main(["--from", str(base), "--corpus", str(tmp_path / "me.mbox"), "--out", str(out),
                 "--work-dir", str(tmp_path / "work"), "--dry-run", "--threads", "1"])
-    card = load_artifact(out).card
+    adapted = load_artifact(out)
+    card = adapted.card
     assert card["lineage"]["data"]["licence"] == "unspecified: the user's own text"
     assert card["lineage"]["data"]["valid_split"] == "1% by content hash"
     assert card["config"]["cell"] == "lstm"
+    # The user's own words join the base's lexicon, so the adapted model may propose them.
+    base_lexicon = load_artifact(base).lexicon
+    assert "zorbalina" not in base_lexicon and "Zorbalina" in adapted.lexicon
+    assert len(adapted.lexicon) > len(base_lexicon) and "movie" in adapted.lexicon
+    assert card["lexicon"]["sources"] == ["reviews.txt", "me.mbox"]
 
 
 def test_adapt_refuses_a_file_that_is_not_an_artifact(tmp_path: Path) -> None:
