@@ -26,7 +26,8 @@ class CompleteRequest(BaseModel):
     model: StrictStr | None = Field(
         None, max_length=MODEL_NAME_MAX, description="a served model's name (GET /v1/models); default from settings"
     )
-    k: JsonInt = Field(3, ge=1, le=10, description="How many next-word suggestions")
+    k: JsonInt = Field(3, ge=1, le=10, description="At most how many next-word suggestions (words of the model's"
+                       " lexicon: fewer when it knows fewer that fit)")
     max_words: JsonInt = Field(0, ge=0, le=8, description="Phrase completion length; 0 = next word only")
 
 
