@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from model.tokenizer import PieceTokenizer
 TOKENIZER_FILE = "tokenizer.model"
 CARD_FILE = "card.json"
 LEXICON_FILE = "lexicon.txt.gz"
+# Loaded lexicons by digest: models from one corpus (a GRU and an LSTM) share one set, 13 MB
+# for the e-mail models' 156 k words, instead of holding a copy each.
+_LEXICONS: weakref.WeakValueDictionary[str, Lexicon] = weakref.WeakValueDictionary()
 # 3: the scripted module carries its fp16 serving form (pack_fp16); 2: the checksum covers the
 # card too; 1: tokenizer and weights only.
 FORMAT_VERSION = 3
@@ -166,12 +170,17 @@ def _verified_lexicon(file_name: str, card: dict[str, Any], data: bytes) -> Lexi
         return None
     if not data:
         raise ArtifactError(f"{file_name}: its card names a lexicon that is missing")
-    if lexicon_digest(data) != described.get("sha256"):
+    digest = lexicon_digest(data)
+    if digest != described.get("sha256"):
         raise ArtifactError(f"{file_name}: lexicon changed since export (SHA-256 differs from the card's)")
-    try:
-        return Lexicon.from_bytes(data)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{file_name}: unreadable lexicon ({exc})") from None
+    lexicon = _LEXICONS.get(digest)
+    if lexicon is None:
+        try:
+            lexicon = Lexicon.from_bytes(data)
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{file_name}: unreadable lexicon ({exc})") from None
+        _LEXICONS[digest] = lexicon
+    return lexicon
 
 
 def lexicon_card(lexicon: Lexicon, **about: Any) -> dict[str, Any]:

@@ -240,3 +240,15 @@ def test_a_changed_missing_or_undescribed_lexicon_is_refused(tiny_models: dict[s
                      lm.module.state_dict())
     _rewrite_member(path, planted, "card.json", lambda _: json.dumps(unnamed).encode())
     assert "does not describe" in _one_line_refusal(planted)
+
+
+def test_models_with_the_same_lexicon_share_it(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    from model.artifact import update_card
+    from model.lexicon import Lexicon
+
+    paths = [tmp_path / "gru.pt", tmp_path / "lstm.pt"]
+    for cell, path in zip(("gru", "lstm"), paths, strict=True):
+        path.write_bytes(tiny_models[cell].read_bytes())
+        update_card(path, {}, Lexicon(["movie", "film"]))
+    gru, lstm = (load_artifact(p) for p in paths)
+    assert gru.lexicon is lstm.lexicon  # one set in memory for both
