@@ -43,6 +43,11 @@ from model.text import WORD_RE, words
 from model.tokenizer import PieceTokenizer
 
 NEG_INF = float("-inf")
+# With a lexicon the search goes on past strings that are not words, to find k that are. It stops
+# where what is still open is under this fraction of the likeliest string it finished: such
+# words would only fill slots at "<1%", and searching on for them cost a keystroke 28% more CPU
+# (docs/models.md, "Known words").
+NEGLIGIBLE_LOGP = math.log(1e-3)
 
 
 @dataclass
@@ -192,7 +197,9 @@ def next_words(
     be introduced by a space piece; otherwise it may also attach directly (after "(").
     ``memo`` (the context's, from the prefix cache) reuses and records the beam's steps, and
     with them what each step derived from its log-probs (see :class:`_Node`). With a
-    ``lexicon`` other strings are never proposed nor counted among the ``k`` that end the search.
+    ``lexicon`` other strings are never proposed nor counted among the ``k`` that end the search,
+    and a word under ``NEGLIGIBLE_LOGP`` of the likeliest string finished is not proposed: the
+    search ends once nothing open reaches that (such a word is not worth a slot, nor the steps).
 
     A beam step keeps the ``beam`` best (hypothesis, piece) pairs. It takes them from each
     hypothesis's own best allowed pieces, which is the same set as the best of all pairs:
@@ -200,6 +207,7 @@ def next_words(
     """
     finals: dict[str, float] = {}
     typed: float | None = None
+    likeliest = NEG_INF  # the best finished string of any kind (a lexicon's search stops relative to it)
     hyps = [_Hyp("", 0.0)]
     root = memo.get(()) if memo is not None else None
     nodes = [_Node(root.logp, root.state, root.notes) if root is not None else _Node(logp, state, {})]
@@ -210,6 +218,7 @@ def next_words(
             ends = _word_ends(tok, [nodes[i] for i in finishing])
             for i, end in zip(finishing, ends, strict=True):
                 word = hyps[i].word
+                likeliest = max(likeliest, hyps[i].score + end)
                 if len(word) == len(fragment):  # the typed text itself: not a proposal
                     typed = _logaddexp(typed, hyps[i].score + end)
                 elif lexicon is not None and word not in lexicon:
@@ -224,11 +233,15 @@ def next_words(
             break
         if len(finals) >= k and keep[0][0] <= sorted(finals.values(), reverse=True)[k - 1]:
             break  # nothing still open can beat the k-th finished word
+        if lexicon is not None and keep[0][0] < likeliest + NEGLIGIBLE_LOGP:
+            break  # what is still open is negligible beside a string already finished
         hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p)) for s, r, p in keep]
         nodes = yield from _grow(memo, nodes, [r for _, r, _ in keep], [h.ids for h in hyps])
         if fragment:
             reached.update((h.ids, n) for h, n in zip(hyps, nodes, strict=True) if len(h.word) < len(fragment))
     ranked = sorted(finals.items(), key=lambda kv: kv[1], reverse=True)
+    if lexicon is not None:
+        ranked = [(word, score) for word, score in ranked if score >= likeliest + NEGLIGIBLE_LOGP]
     given = fragment_logp(tok, reached, fragment, require_space) if fragment else 0.0
     return NextWords(ranked[:k], typed, given)
 

@@ -340,3 +340,17 @@ def test_the_server_keeps_to_the_models_lexicon_unless_told_not_to(gru_lm) -> No
     anything = drive(with_lexicon.module, [suggest(with_lexicon, text, k=3,
                                                    options=DecodeOptions(known_words=False))])[0]
     assert [w for w, _ in anything.suggestions] == words[:3]
+
+
+def test_with_a_lexicon_negligible_words_are_not_searched_for(tok: PieceTokenizer) -> None:
+    """Known words under a thousandth of the likeliest finished string are not worth a slot."""
+    from model.decoder import NEGLIGIBLE_LOGP
+
+    module = BigramModule(tok.vocab_size, seed=7)
+    logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    ranked = run(module, next_words(tok, logp, state, "", True, k=60, beam=64)).words
+    best = ranked[0][1]
+    faint = [w for w, score in ranked if score < best + NEGLIGIBLE_LOGP - 2.0]
+    assert faint
+    found = run(module, next_words(tok, logp, state, "", True, k=3, beam=64, lexicon=Lexicon(faint)))
+    assert found.words == []
