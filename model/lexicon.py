@@ -24,6 +24,7 @@ class Lexicon:
 
     def __init__(self, words: Iterable[str]) -> None:
         self._words = frozenset(w.lower() for w in words)
+        self._bytes: bytes | None = None  # stored form, built once: the card's digest and the file share it
 
     def __contains__(self, word: object) -> bool:
         return isinstance(word, str) and word.lower() in self._words
@@ -35,12 +36,16 @@ class Lexicon:
         return Lexicon(self._words | other._words)
 
     def to_bytes(self) -> bytes:
-        return gzip.compress("\n".join(sorted(self._words)).encode("utf-8"), mtime=0)
+        if self._bytes is None:
+            self._bytes = gzip.compress("\n".join(sorted(self._words)).encode("utf-8"), mtime=0)
+        return self._bytes
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Lexicon:
         text = gzip.decompress(data).decode("utf-8")
-        return cls(text.split("\n") if text else [])
+        lexicon = cls(text.split("\n") if text else [])
+        lexicon._bytes = data  # what the card's digest was checked against: written back as is
+        return lexicon
 
 
 def lexicon_digest(data: bytes) -> str:
