@@ -46,6 +46,11 @@ class CompleteRequest(BaseModel):
 class WordSuggestion(BaseModel):
     word: str
     prob: float
+    text: str = Field(
+        ..., description="Exactly what to insert after the caret for this word: the rest of it past the typed"
+        " fragment, or the word with a leading space where the text ends without one and the word takes one"
+        ' ("Mr." -> " Lay", but "3:" -> "00")',
+    )
 
 
 class Completion(BaseModel):

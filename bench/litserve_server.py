@@ -10,7 +10,7 @@ versus nextword's step-level engine (requests join and leave at every model step
 their HTTP/queueing layers.
 
 ``POST /v1/complete`` takes nextword's JSON (``text``, ``k``, ``model``, ``max_words``)
-and answers ``{"model", "fragment", "suggestions": [{"word", "prob"}], "completion",
+and answers ``{"model", "fragment", "suggestions": [{"word", "prob", "text"}], "completion",
 "timing_ms": {"compute"}, "cache_hit": false, "typed_word_prob", "fragment_prob"}``, so :mod:`bench.loadgen` drives it
 unchanged. ``GET /health`` is LitServe's readiness probe. What it does not do (on
 purpose, it is LitServe's defaults): no admission control (no 503), no prefix cache; a
@@ -105,7 +105,10 @@ class NextWordAPI(ls.LitAPI):
         return {
             "model": self.model_name,
             "fragment": result.fragment,
-            "suggestions": [{"word": w, "prob": p} for w, p in result.suggestions],
+            "suggestions": [
+                {"word": w, "prob": p, "text": t}
+                for (w, p), t in zip(result.suggestions, result.insertions, strict=True)
+            ],
             "completion": completion,
             "timing_ms": {"compute": round(compute_ms, 3)},
             "cache_hit": False,

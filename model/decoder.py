@@ -176,6 +176,10 @@ class NextWords:
     # log P(the next piece agrees with the fragment) (0 without one): what the probabilities of a
     # fragment's completions are conditioned on (see fragment_logp).
     fragment_logp: float = 0.0
+    # The proposed words whose likelier spelling starts with a space piece. Only a context that
+    # ends without a space leaves it open: after "Mr." the word is " Lay", after "john@" it is
+    # "enron", attached; a client needs it to insert the word.
+    spaced: frozenset[str] = frozenset()
 
 
 def next_words(
@@ -206,6 +210,7 @@ def next_words(
     a pair outside its row's best ``beam`` has ``beam`` better pairs in that row alone.
     """
     finals: dict[str, float] = {}
+    forms: dict[tuple[str, bool], float] = {}  # (word, spelled with a leading space) -> log-probability
     typed: float | None = None
     likeliest = NEG_INF  # the best finished string of any kind (a lexicon's search stops relative to it)
     hyps = [_Hyp("", 0.0)]
@@ -224,7 +229,10 @@ def next_words(
                 elif lexicon is not None and word not in lexicon:
                     continue
                 else:
-                    finals[word] = _logaddexp(finals.get(word), hyps[i].score + end)
+                    score = hyps[i].score + end
+                    finals[word] = _logaddexp(finals.get(word), score)
+                    form = (word, hyps[i].text.startswith(" "))
+                    forms[form] = _logaddexp(forms.get(form), score)
         tops = _best_pieces(tok, nodes, [_mask_key(h, fragment, require_space) for h in hyps], beam)
         pairs = [(h.score + lp, r, p) for r, h in enumerate(hyps) for lp, p in tops[r]]
         pairs.sort(key=lambda pair: pair[0], reverse=True)  # stable: ties keep row, then piece order
@@ -243,7 +251,8 @@ def next_words(
     if lexicon is not None:
         ranked = [(word, score) for word, score in ranked if score >= likeliest + NEGLIGIBLE_LOGP]
     given = fragment_logp(tok, reached, fragment, require_space) if fragment else 0.0
-    return NextWords(ranked[:k], typed, given)
+    spaced = frozenset(w for w, _ in ranked[:k] if forms.get((w, True), NEG_INF) >= forms.get((w, False), NEG_INF))
+    return NextWords(ranked[:k], typed, given, spaced)
 
 
 def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], fragment: str, require_space: bool,

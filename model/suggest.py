@@ -10,7 +10,7 @@ evaluator both run exactly this function.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -60,6 +60,8 @@ class SuggestResult:
     # model.decoder.fragment_logp; 1 with no fragment): the suggestions' and typed_word_prob's
     # condition; times it, they are unconditional.
     fragment_prob: float = 1.0
+    # For each suggestion, exactly what to insert after the caret (see insertion_text).
+    insertions: list[str] = field(default_factory=list)
 
 
 def prompt_parts(lm: LanguageModel, text: str, context_pieces: int) -> tuple[list[int], str, bool, str]:
@@ -121,6 +123,18 @@ def typed_part_removed(text: str, fragment: str, require_space: bool) -> str:
     return text[len(fragment) :] if text.startswith(fragment) else text
 
 
+def insertion_text(word: str, fragment: str, require_space: bool, spaced: bool) -> str:
+    """What to insert after the caret to complete ``word``.
+
+    The rest of it past the typed fragment; with nothing typed, the word, and where the context
+    ended without a space, the space it takes if its likelier spelling has one (after "Mr." it is
+    " Lay"; after "john@" or "3:" the word attaches). Only the decoder knows which.
+    """
+    if fragment:
+        return word[len(fragment) :]
+    return " " + word if spaced and not require_space else word
+
+
 def suggest(
     lm: LanguageModel,
     text: str,
@@ -152,5 +166,6 @@ def suggest(
         )
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
+    insertions = [insertion_text(word, fragment, require_space, word in found.spaced) for word, _ in found.words]
     return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob,
-                         fragment_prob=math.exp(given))
+                         fragment_prob=math.exp(given), insertions=insertions)

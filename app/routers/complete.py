@@ -220,7 +220,9 @@ def _encode(name: str, answer: EngineResult) -> Response:
     body = {
         "model": name,
         "fragment": result.fragment,
-        "suggestions": [{"word": w, "prob": p} for w, p in result.suggestions],
+        "suggestions": [
+            {"word": w, "prob": p, "text": t} for (w, p), t in zip(result.suggestions, result.insertions, strict=True)
+        ],
         "completion": completion,
         "timing_ms": {
             "queue": round(timing.queue_ms, 3),

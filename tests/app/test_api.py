@@ -45,6 +45,10 @@ def check_answer(body: dict, k: int | None = None) -> None:
     assert probs == sorted(probs, reverse=True), "suggestions must be sorted by probability"
     assert all(w.startswith(body["fragment"]) for w in words), (body["fragment"], words)
     assert body["fragment"] not in words, "a suggestion must add something to what was typed"
+    # Inserted after the caret, each text completes the word as typed (with a space only when untyped).
+    for s in suggestions:
+        assert s["text"].lstrip(" ") == s["word"][len(body["fragment"]):], s
+        assert not (body["fragment"] and s["text"].startswith(" ")), s
     assert 0.0 <= body["typed_word_prob"] <= 1.0
     assert 0.0 < body["fragment_prob"] <= 1.0 or not probs
     if not body["fragment"]:
@@ -514,21 +518,26 @@ async def test_demo_page_is_served(client):
 
 def test_answer_checks_catch_malformed_answers():
     """The check helper itself: a malformed answer is caught (guards against vacuous tests)."""
-    good = {"model": "gru", "fragment": "mo", "suggestions": [{"word": "movie", "prob": 0.5}],
+    movie = {"word": "movie", "prob": 0.5, "text": "vie"}
+    good = {"model": "gru", "fragment": "mo", "suggestions": [movie],
             "completion": None, "timing_ms": {"queue": 0.1, "compute": 1.0, "total": 1.1}, "cache_hit": False,
             "typed_word_prob": 0.01, "fragment_prob": 0.02}
     check_answer(good, k=1)
+    untyped = {"word": "movie", "prob": 0.5, "text": " movie"}
+    check_answer({**good, "fragment": "", "suggestions": [untyped], "typed_word_prob": 0.0, "fragment_prob": 1.0})
     for bad in (
-        {**good, "suggestions": [{"word": "film", "prob": 0.5}]},
-        {**good, "suggestions": [{"word": "movie", "prob": 0.2}, {"word": "mood", "prob": 0.3}]},
-        {**good, "suggestions": [{"word": "movie", "prob": 1.5}]},
-        {**good, "suggestions": [{"word": "movie", "prob": 0.0}]},
+        {**good, "suggestions": [{"word": "film", "prob": 0.5, "text": "film"}]},
+        {**good, "suggestions": [{**movie, "prob": 0.2}, {"word": "mood", "prob": 0.3, "text": "od"}]},
+        {**good, "suggestions": [{**movie, "prob": 1.5}]},
+        {**good, "suggestions": [{**movie, "prob": 0.0}]},
         {**good, "typed_word_prob": 0.6},  # the typed word and its completions add up to more than 1
-        {**good, "fragment": "", "suggestions": [{"word": "movie", "prob": 0.5}], "typed_word_prob": 0.0,
+        {**good, "fragment": "", "suggestions": [untyped], "typed_word_prob": 0.0,
          "fragment_prob": 0.3},  # nothing typed: nothing to condition on
         {**good, "extra": 1},
-        {**good, "suggestions": [{"word": "mo", "prob": 0.5}]},  # repeats what was typed
-        {**good, "fragment": "", "suggestions": [{"word": "movie", "prob": 0.5}]},  # typed nothing, yet a typed word
+        {**good, "suggestions": [{"word": "mo", "prob": 0.5, "text": ""}]},  # repeats what was typed
+        {**good, "fragment": "", "suggestions": [untyped]},  # typed nothing, yet a typed word
+        {**good, "suggestions": [{**movie, "text": "movie"}]},  # would insert the fragment again
+        {**good, "suggestions": [{**movie, "text": " vie"}]},  # a space inside the word
     ):
         with pytest.raises(AssertionError):
             check_answer(bad)

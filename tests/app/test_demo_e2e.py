@@ -172,6 +172,18 @@ def test_demo_page_compose_flow(page):
     assert snap["focused"], "clicking a chip should leave the caret in the editor"
     value = snap["value"]
 
+    # 5b. After text that ends without a space ("(", "Mr.", "john@") the chip inserts what the server
+    # says the word takes after it, space or none, not a guess of the page's.
+    value = _type(page, "(")
+    _wait_answer(page, value)
+    chip = page.locator("#chips button.chip").first
+    word, text = chip.get_attribute("data-word"), chip.get_attribute("data-text")
+    assert text is not None and text.lstrip(" ") == word, (word, text)
+    chip.click()
+    snap = page.evaluate(SNAPSHOT)
+    assert snap["value"] == value + text + " ", (value, text, snap["value"])
+    value = snap["value"]
+
     # 6. Switch to LSTM and type more: a new answer for the new text comes from the LSTM backend.
     page.select_option("#model", "lstm")
     editor.focus()

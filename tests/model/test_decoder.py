@@ -12,7 +12,7 @@ from model.batching import drive
 from model.decoder import PhraseCalibration, _Hyp, complete_phrase, next_words
 from model.lexicon import Lexicon
 from model.prefix_cache import PrefixStateCache, StepMemo
-from model.suggest import DecodeOptions, suggest
+from model.suggest import DecodeOptions, insertion_text, suggest
 from model.text import WORD_RE
 from model.tokenizer import PieceTokenizer
 
@@ -220,6 +220,43 @@ def test_single_piece_and_multi_piece_words_are_found(gru_lm) -> None:
         text = context + word[: max(1, len(word) - 2)]
         words = [w for w, _ in drive(gru_lm.module, [suggest(gru_lm, text, k=10)])[0].suggestions]
         assert word in words, (text, words)
+
+
+@pytest.mark.parametrize("attached", [True, False])
+def test_a_word_keeps_the_spacing_it_is_likelier_with(tok: PieceTokenizer, attached: bool) -> None:
+    """After text ending without a space ("Mr.", "john@") a word may take a space or attach; the
+    client inserts what the decoder found likelier, so that is what a suggestion's text carries."""
+    pairs = [(a, b) for a, sa in enumerate(tok.surfaces) for b, sb in enumerate(tok.surfaces)
+             if tok.starts_word[a] and tok.continues_word[b] and sa == " " + sb and WORD_RE.fullmatch(sb)]
+    spaced_id, attached_id = pairs[0]
+    word = tok.surfaces[attached_id]
+    module = BigramModule(tok.vocab_size)
+    start = tok.eos_id
+    row = torch.full((tok.vocab_size,), -20.0)
+    row[attached_id if attached else spaced_id] = 0.0
+    row[spaced_id if attached else attached_id] = -1.0  # the same word, the other spelling: less likely
+    module.table[start] = torch.log_softmax(row, -1)
+    for piece in (spaced_id, attached_id):  # both end the word at once
+        module.table[piece] = torch.log_softmax(torch.where(tok.boundary, 0.0, -20.0), -1)
+    logp, state = module.step(torch.tensor([start]), torch.zeros(1, 1, 1))
+    found = run(module, next_words(tok, logp, state, "", False, k=3, beam=8))
+    assert found.words[0][0] == word
+    assert found.words[0][1] == pytest.approx(math.log(math.exp(0.0) + math.exp(-1.0)) - math.log(
+        math.exp(0.0) + math.exp(-1.0) + (tok.vocab_size - 2) * math.exp(-20.0)), abs=1e-3)  # both spellings count
+    assert (word in found.spaced) is not attached
+    assert insertion_text(word, "", False, word in found.spaced) == (word if attached else " " + word)
+    # After a space, or inside a word, the spacing is already typed: the text never adds one.
+    assert insertion_text(word, "", True, True) == word
+    assert insertion_text("report", "rep", False, True) == "ort"
+
+
+def test_suggestion_texts_complete_what_is_typed(gru_lm) -> None:
+    for text in ["I think the ", "I think the mo", "I think (", "I think the movie."]:
+        result = drive(gru_lm.module, [suggest(gru_lm, text, k=5)])[0]
+        assert len(result.insertions) == len(result.suggestions) > 0, text
+        for (word, _), inserted in zip(result.suggestions, result.insertions, strict=True):
+            assert inserted.lstrip(" ") == word[len(result.fragment):], (text, word, inserted)
+            assert not inserted.startswith(" ") or not (text.endswith(" ") or result.fragment), (text, inserted)
 
 
 def test_word_must_follow_a_space_unless_attached(gru_lm) -> None:
