@@ -38,7 +38,7 @@ import torch
 from model.artifact import LanguageModel, load_artifact
 from model.export import export_checkpoint
 from model.lexicon import Lexicon
-from model.network import ModelConfig, RNNLanguageModel
+from model.network import ModelConfig, RNNLanguageModel, rebuild_eager
 from training.data import detect_format, open_maybe_gzip
 from training.lexicon import DEFAULT_MIN_COUNT, corpus_lexicon
 from training.train import AUTOCAST, TrainConfig, evaluate_loss, train
@@ -57,6 +57,16 @@ DEFAULT_LR = 4e-3
 DEFAULT_WARMUP_STEPS = 100
 DEFAULT_MIN_LR_RATIO = 0.05
 DEFAULT_AVERAGE_LAST = 4
+#: A corpus of many writers (the e-mail corpus): a time budget, validation every 250 steps.
+CORPUS_RECIPE: dict[str, Any] = {"lr": DEFAULT_LR, "minutes": 40.0, "max_passes": None,
+                                 "warmup_steps": DEFAULT_WARMUP_STEPS, "eval_every": 250, "eval_tokens": 120_000,
+                                 "valid_per_mille": 10}
+#: One person's mail (``--personal``: a few hundred e-mails, a minute or two on a laptop CPU),
+#: chosen on three Enron senders' dev mail (docs/models.md, "Adapting to one person's mail"):
+#: a gentler peak, a budget in passes rather than minutes, validation often enough to keep the
+#: best point of so short a run, on a tenth of the mail when it has no dev split.
+PERSONAL_RECIPE: dict[str, Any] = {"lr": 1e-3, "minutes": None, "max_passes": 4.0, "warmup_steps": 10,
+                                   "eval_every": 15, "eval_tokens": 20_000, "valid_per_mille": 100}
 
 
 def file_sha256(path: str | Path) -> str:
@@ -121,6 +131,8 @@ def build_config(args: argparse.Namespace, base_config: dict[str, Any]) -> Train
         weight_decay=args.weight_decay,
         max_minutes=args.minutes,
         max_tokens=args.max_tokens,
+        max_passes=args.max_passes,
+        valid_per_mille=args.valid_per_mille,
         eval_every=args.eval_every,
         eval_tokens=args.eval_tokens,
         threads=args.threads,
@@ -147,7 +159,7 @@ def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], ba
                  "checksum": base_card.get("checksum"),
                  "data": Path(str((base_card.get("data") or {}).get("source") or "")).name or None},
         "data": {"corpus": Path(args.corpus).name, "licence": args.licence or licence_of(args.corpus),
-                 "split": cfg.split, "valid_split": cfg.valid_split or "1% by content hash",
+                 "split": cfg.split, "valid_split": cfg.valid_split or f"{cfg.valid_per_mille / 10:g}% by content hash",
                  "train": summary.get("train"), "valid": summary.get("valid"),
                  "mixed_in": ({"corpus": Path(cfg.mix_corpus).name, "docs": cfg.mix_docs,
                                "licence": licence_of(cfg.mix_corpus)} if cfg.mix_corpus and cfg.mix_docs else None)},
@@ -155,7 +167,7 @@ def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], ba
         "minutes": round(float(ckpt["wall_seconds"]) / 60, 1),
         "best_val_loss": ckpt.get("val_loss"),
         "recipe": {k: getattr(cfg, k) for k in ("lr", "warmup_steps", "min_lr_ratio", "weight_decay", "dropout",
-                                                  "batch_size", "seq_len", "max_minutes", "mix_docs",
+                                                  "batch_size", "seq_len", "max_minutes", "max_passes", "mix_docs",
                                                   "autocast")},
         "machine": machine(),
     }
@@ -189,6 +201,13 @@ def averaged(best: Path, cfg: TrainConfig, last: int) -> tuple[Path, dict[str, A
     return path, report
 
 
+def base_val_loss(base: LanguageModel, cfg: TrainConfig) -> float:
+    """The base model's loss on the run's validation slice: what adapting has to beat."""
+    model = rebuild_eager(ModelConfig(**base.card["config"]), base.module.state_dict())
+    valid = np.load(Path(cfg.data_dir) / "valid.npy")
+    return evaluate_loss(model, valid, min(cfg.eval_tokens, len(valid) - 1))
+
+
 def adapted_lexicon(base: LanguageModel, corpus: str, split: str, min_count: int
                     ) -> tuple[Lexicon | None, dict[str, Any]]:
     """The base model's lexicon plus the words of the adaptation text: the user's own names and terms.
@@ -208,16 +227,26 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     """Run the adaptation and export the best checkpoint as ``args.out``; return its card."""
     base = load_artifact(args.base)
     cfg = build_config(args, base.card["config"])
-    budget = f"{cfg.max_minutes} min" if cfg.max_minutes else f"{cfg.max_tokens} tokens"
+    budget = ", ".join(f"{value} {unit}" for value, unit in ((cfg.max_minutes, "min"), (cfg.max_tokens, "tokens"),
+                                                           (cfg.max_passes, "passes")) if value)
     log.info("adapting %s on %s (valid: %s) for %s", args.base, args.corpus, cfg.valid_split or "hash split", budget)
     best = train(cfg, resume=args.resume)
     chosen, averaging = averaged(best, cfg, args.average_last)
     ckpt = torch.load(chosen, map_location="cpu", weights_only=False)
+    before = base_val_loss(base, cfg)
+    if float(ckpt["val_loss"]) >= before:
+        log.warning("the adapted model validates no better than its base (%.4f vs %.4f): too little text, "
+                    "or too high a learning rate; serve the base instead", float(ckpt["val_loss"]), before)
     card = export_checkpoint(chosen, args.out)
     from model.artifact import update_card
 
-    extra = {"lineage": {**lineage(args, cfg, ckpt, base.card), "weight_averaging": averaging},
+    extra = {"lineage": {**lineage(args, cfg, ckpt, base.card), "weight_averaging": averaging,
+                         "base_val_loss": round(before, 4)},
              "name": Path(args.out).stem}
+    if base.card.get("phrase_calibration"):
+        # The base's ghost-text calibration until one is fitted on the new text (training.phrases
+        # --write-card): closer than none, which would trust the raw probabilities.
+        extra["phrase_calibration"] = {**base.card["phrase_calibration"], "inherited_from": Path(args.base).name}
     (Path(cfg.out) / "lineage.json").write_text(json.dumps(extra, indent=2))
     lexicon, about = adapted_lexicon(base, args.corpus, args.split, args.lexicon_min_count)
     card = update_card(args.out, extra, lexicon, about)
@@ -230,8 +259,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from", dest="base", required=True, help="the artifact to adapt (model/artifacts/gru.pt)")
     parser.add_argument("--corpus", required=True, help="any corpus the readers take: .jsonl[.gz], text, mbox, maildir")
     parser.add_argument("--out", required=True, help="the adapted artifact (e.g. model/artifacts/gru-email.pt)")
-    parser.add_argument("--minutes", type=float, default=40.0, help="time budget; the schedule decays over it")
+    parser.add_argument("--personal", action="store_true",
+                        help="one person's mail (a few hundred e-mails): the recipe measured for it (PERSONAL_RECIPE)")
+    parser.add_argument("--minutes", type=float, default=None, help="time budget; the schedule decays over it (40)")
     parser.add_argument("--max-tokens", type=int, default=None, help="token budget instead of (or as well as) minutes")
+    parser.add_argument("--max-passes", type=float, default=None, help="budget in passes over the training text")
     parser.add_argument("--work-dir", default=None, help="checkpoints and log (default runs/adapt/<out's stem>)")
     parser.add_argument("--data-dir", default=None, help="the prepared corpus (default WORK/data); runs may share one")
     parser.add_argument("--split", default="train", help="the corpus split that trains")
@@ -240,15 +272,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--valid-split", default="auto", help="'auto': the corpus's dev split if it has one")
     parser.add_argument("--mix-corpus", default=None, help="another corpus to mix in (e.g. the reviews)")
     parser.add_argument("--mix-docs", type=int, default=0, help="documents of --mix-corpus to mix in")
-    parser.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate")
-    parser.add_argument("--warmup-steps", type=int, default=DEFAULT_WARMUP_STEPS)
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    parser.add_argument("--warmup-steps", type=int, default=None)
     parser.add_argument("--min-lr-ratio", type=float, default=DEFAULT_MIN_LR_RATIO)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--dropout", type=float, default=None, help="default: the base's")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--eval-every", type=int, default=250, help="steps between validations")
-    parser.add_argument("--eval-tokens", type=int, default=120_000, help="validation pieces read each time")
+    parser.add_argument("--eval-every", type=int, default=None, help="steps between validations")
+    parser.add_argument("--eval-tokens", type=int, default=None, help="validation pieces read each time")
+    parser.add_argument("--valid-per-mille", type=int, default=None,
+                        help="without a dev split: documents per thousand that validate")
     parser.add_argument("--average-last", type=int, default=DEFAULT_AVERAGE_LAST,
                         help="average the last N validation snapshots' weights if that validates better (1: off)")
     parser.add_argument("--threads", type=int, default=None)
@@ -259,6 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from WORK/last.pt")
     parser.add_argument("--dry-run", action="store_true", help="a few steps on 200 documents (CI)")
     args = parser.parse_args(argv)
+    for key, value in (PERSONAL_RECIPE if args.personal else CORPUS_RECIPE).items():
+        if getattr(args, key) is None:  # a flag given on the command line wins over the recipe
+            setattr(args, key, value)
     if args.work_dir is None:
         args.work_dir = str(Path("runs") / "adapt" / Path(args.out).stem)
     return args

@@ -74,6 +74,8 @@ class TrainConfig:
     clip: float = 1.0
     max_tokens: int | None = None
     max_minutes: float | None = None
+    max_passes: float | None = None  # budget in passes over the training text (a personal mailbox's)
+    valid_per_mille: int = 10  # without a validation split: documents per thousand that validate
     eval_every: int = 500
     eval_tokens: int = 200_000
     seed: int = 1234
@@ -119,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         cfg.vocab_size = min(cfg.vocab_size, 600)
         cfg.emb_dim, cfg.hidden_dim = 32, 48
         cfg.batch_size, cfg.seq_len = 4, 16
-        cfg.max_tokens = cfg.max_tokens or 4 * 16 * 6
+        cfg.max_tokens = cfg.max_tokens or (None if cfg.max_passes else 4 * 16 * 6)
         cfg.eval_every, cfg.eval_tokens, cfg.warmup_steps = 3, 2000, 2
         if cfg.data_dir == TrainConfig.data_dir:
             cfg.data_dir = str(Path(cfg.out) / "data")
@@ -274,6 +276,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     spec = CorpusSpec(
         path=cfg.corpus, fmt=cfg.corpus_format, split=cfg.split, max_docs=cfg.max_docs, vocab_size=cfg.vocab_size,
         valid_split=cfg.valid_split, mix_path=cfg.mix_corpus, mix_docs=cfg.mix_docs,
+        valid_per_mille=cfg.valid_per_mille,
     )
     data_dir = Path(cfg.data_dir)
     init = load_initial_weights(cfg.init_from) if cfg.init_from else None
@@ -341,6 +344,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     tokens_per_step = cfg.batch_size * cfg.seq_len * world
     budget_tokens = cfg.max_tokens or (batcher.tokens_per_epoch * world if not cfg.max_minutes else None)
+    if cfg.max_passes and not cfg.max_tokens:
+        budget_tokens = max(tokens_per_step, round(cfg.max_passes * batcher.tokens_per_epoch * world))
     budget_seconds = cfg.max_minutes * 60 if cfg.max_minutes else None
     started = time.time()
 

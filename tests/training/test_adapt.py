@@ -110,6 +110,40 @@ def test_adapt_takes_a_users_mbox(tmp_path: Path, tiny_models: dict[str, Path], 
     assert card["lexicon"]["sources"] == ["reviews.txt", "me.mbox"]
 
 
+def test_personal_recipe_holds_out_a_tenth_and_keeps_the_base_calibration(
+        tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    from model.artifact import update_card
+    from training.adapt import PERSONAL_RECIPE, parse_args
+
+    box = mailbox.mbox(tmp_path / "me.mbox")
+    for i, text in enumerate(make_tiny_corpus(150, seed=7)):
+        msg = EmailMessage()
+        msg["From"], msg["Subject"] = "me@example.com", f"note {i}"
+        msg.set_content(f"{EMAILS[i % 5]} {text}")
+        box.add(msg)
+    box.flush()
+    base = tmp_path / "base.pt"
+    base.write_bytes(tiny_models["gru"].read_bytes())
+    calibration = {"slope": 0.9, "per_word": -0.1, "bias": 0.05, "threshold": 0.4, "fitted_on": "mail:dev"}
+    update_card(base, {"phrase_calibration": calibration})
+    argv = ["--from", str(base), "--corpus", str(tmp_path / "me.mbox"), "--out", str(tmp_path / "me.pt"),
+            "--work-dir", str(tmp_path / "work"), "--threads", "1", "--personal"]
+    args = parse_args(argv)
+    assert (args.lr, args.max_passes, args.minutes) == (PERSONAL_RECIPE["lr"], PERSONAL_RECIPE["max_passes"], None)
+    assert parse_args([*argv, "--lr", "5e-4"]).lr == 5e-4  # a flag wins over the recipe
+    assert parse_args(argv[:-1]).max_passes is None  # the corpus recipe budgets minutes
+    adapt_main([*argv, "--dry-run"])
+    card = load_artifact(tmp_path / "me.pt").card
+    assert card["lineage"]["data"]["valid_split"] == "10% by content hash"
+    assert card["lineage"]["data"]["valid"]["docs"] >= 5  # a tenth of 150, by content hash
+    assert card["lineage"]["recipe"]["lr"] == PERSONAL_RECIPE["lr"]
+    # Ghost text stays calibrated as the base's was, saying where that came from, until refitted.
+    assert card["phrase_calibration"] == {**calibration, "inherited_from": "base.pt"}
+    assert load_artifact(tmp_path / "me.pt").phrase_calibration == load_artifact(base).phrase_calibration
+    # What adapting had to beat is recorded beside what it reached.
+    assert card["lineage"]["base_val_loss"] > 0
+
+
 def test_adapt_refuses_a_file_that_is_not_an_artifact(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.pt"
     bogus.write_bytes(b"not a model")

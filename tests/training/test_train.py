@@ -47,6 +47,19 @@ def test_resume_continues_where_it_stopped(tmp_path: Path, tiny_corpus: Path) ->
     assert second["stream_position"] != first["stream_position"]
 
 
+def test_a_budget_in_passes_reads_that_much_of_the_training_text(tmp_path: Path, tiny_corpus: Path) -> None:
+    import numpy as np
+
+    cfg, _ = parse_args(_dry(tmp_path, tiny_corpus, "--max-passes", "1.5"))
+    train(cfg)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    rows = cfg.batch_size
+    epoch = len(np.load(tmp_path / "run" / "data" / "train.npy")) // rows * rows
+    step = cfg.batch_size * cfg.seq_len
+    assert round(1.5 * epoch) <= last["tokens_seen"] < round(1.5 * epoch) + step
+    assert last["epoch"] == 1  # into the second pass, not past it
+
+
 def test_config_file_and_flags(tmp_path: Path) -> None:
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps({"cell": "lstm", "hidden_dim": 64, "lr": 0.01}))

@@ -1,0 +1,63 @@
+"""One person's sent mail from the AESLC corpus, splits kept: a stand-in for a user's own mailbox.
+
+    python -m training.owner_mail --corpus ../shared/data/aeslc-enron-email.jsonl.gz \
+        --owner shackleton-s --out runs/personal/shackleton-s.jsonl
+
+AESLC ids name the mailbox and its folder (``shackleton-s_sent_123``); the ``sent`` folder
+holds what its owner wrote. Personal adaptation is measured on such a corpus: adapt on the
+owner's ``train`` mail, choose on ``dev``, report on ``test`` (docs/models.md, "Adapting to one
+person's mail"). The output is JSONL the adapter and the evaluator read like any corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+from training.data import open_maybe_gzip
+
+log = logging.getLogger("training.owner_mail")
+
+
+def owner_and_folder(record_id: str) -> tuple[str, str]:
+    """``"shackleton-s_sent_123"`` -> ``("shackleton-s", "sent")``."""
+    owner, _, rest = record_id.partition("_")
+    folder, _, _ = rest.rpartition("_")
+    return owner, folder
+
+
+def owner_mail(corpus: str | Path, owner: str, folder: str = "sent") -> list[dict]:
+    """The records of ``owner``'s ``folder``, in corpus order, each with its ``split``."""
+    records = []
+    with open_maybe_gzip(Path(corpus)) as fh:
+        for line in fh:
+            record = json.loads(line)
+            if owner_and_folder(str(record.get("id", ""))) == (owner, folder):
+                records.append(record)
+    return records
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--corpus", required=True, help="the AESLC JSONL (ids like owner_sent_123)")
+    parser.add_argument("--owner", required=True, help="the mailbox, e.g. shackleton-s")
+    parser.add_argument("--folder", default="sent", help="'sent': what the owner wrote")
+    parser.add_argument("--out", required=True, help="JSONL to write")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    records = owner_mail(args.corpus, args.owner, args.folder)
+    if not records:
+        raise SystemExit(f"no records of {args.owner}'s {args.folder} folder in {args.corpus}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as fh:
+        for record in records:
+            fh.write(json.dumps(record) + "\n")
+    log.info("wrote %s: %s", out, dict(Counter(r.get("split") for r in records)))
+
+
+if __name__ == "__main__":
+    main()

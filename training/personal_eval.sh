@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Personal adaptation, measured for one cell and one sender of the e-mail corpus (docs/models.md,
+# "Adapting to one person's mail"). From the repo root, alone on the machine (adapting takes both
+# cores): training/personal_eval.sh gru shackleton-s
+set -ex
+cell=$1
+owner=$2
+EMAIL=../shared/data/aeslc-enron-email.jsonl.gz
+R=docs/results/personal
+W=runs/personal
+PY=.venv/bin/python
+mkdir -p $R $W
+$PY -m training.owner_mail --corpus $EMAIL --owner "$owner" --out $W/$owner.jsonl
+$PY -m training.adapt --from model/artifacts/$cell-email.pt --corpus $W/$owner.jsonl --personal \
+    --out $W/$cell-$owner.pt --work-dir $W/work-$cell-$owner --data-dir $W/data-$owner --threads 2 --autocast bf16
+cp $W/work-$cell-$owner/lineage.json $R/$cell-$owner.lineage.json
+cp $W/work-$cell-$owner/log.jsonl $R/$cell-$owner.log.jsonl
+for model in $cell-email=model/artifacts/$cell-email.pt $cell-$owner=$W/$cell-$owner.pt; do
+    name=${model%%=*}
+    path=${model#*=}
+    # the owner's own test mail: top-k, word perplexity, keystroke savings; ghost text at the served threshold
+    $PY -m training.evaluate --model $path --corpus $W/$owner.jsonl --split test --precision fp16 --threads 2 \
+        --out $R/${owner}_$name.json
+    $PY -m training.phrases --model $path --corpus $W/$owner.jsonl --eval-split test --keep-calibration \
+        --threshold 0.4 --threads 2 --out $R/${owner}_phrases_$name
+    # everyone's mail: what the personal model forgets (300 test e-mails, seeded)
+    $PY -m training.evaluate --model $path --corpus $EMAIL --split test --max-docs 300 --no-ksr --precision fp16 \
+        --threads 2 --out $R/email300_$name.json
+done
