@@ -1,6 +1,7 @@
 """Build the models report tables from evaluation JSON, model cards and training logs.
 
     python -m training.report --results docs/results --runs runs/gru runs/lstm > docs/results/tables.md
+    python -m training.report --personal docs/results/personal      # the personal-adaptation table
 
 Reads ``<results>/<set>_<model>.json`` files written by ``python -m training.evaluate --out``
 (sets: ``imdb2000ksr``, ``imdb2000``, ``imdb500``, ``wiki200``; models: ``gru``, ``lstm``, ``ngram``),
@@ -155,6 +156,29 @@ def imdb_forgetting_table(results: Path) -> str:
     return "\n".join(rows)
 
 
+def personal_table(results: Path) -> str:
+    """Per sender: the e-mail model and its personal adaptation on the sender's own test mail, and
+    on everyone's (what it forgets), from ``training/personal_eval.sh``'s files."""
+    rows = ["| sender (train e-mails) | model | adapting | top-1 | top-3 | word_ppl | ksr (k=3) | ghost text: "
+            "coverage / ExactMatch / ECE | everyone's mail: top-1 / word_ppl |", "|---" * 9 + "|"]
+    for lineage_path in sorted(results.glob("*.lineage.json")):
+        cell, _, owner = lineage_path.name.removesuffix(".lineage.json").partition("-")
+        lineage = json.loads(lineage_path.read_text())["lineage"]
+        for name in (f"{cell}-email", f"{cell}-{owner}"):
+            own = _load(results / f"{owner}_{name}.json") or {}
+            ghost = (_load(results / f"{owner}_phrases_{name}.json") or {}).get("at_default") or {}
+            everyone = _load(results / f"email300_{name}.json") or {}
+            adapting = (f"{lineage['minutes']} min, {lineage['tokens']:,} tokens" if name != f"{cell}-email"
+                        else "base")
+            rows.append(f"| {owner} ({lineage['data']['train']['docs']}) | `{name}` | {adapting} | "
+                        f"{_fmt(own.get('top1'), True)} | {_fmt(own.get('top3'), True)} | "
+                        f"{_fmt(own.get('word_ppl'))} | {_fmt(own.get('ksr'), True)} | "
+                        f"{_fmt(ghost.get('coverage'), True)} / {_fmt(ghost.get('exact_match'), True)} / "
+                        f"{_fmt(ghost.get('ece'))} | {_fmt(everyone.get('top1'), True)} / "
+                        f"{_fmt(everyone.get('word_ppl'))} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--results", default="docs/results")
@@ -162,7 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", nargs="*", default=[])
     parser.add_argument("--email", help="e-mail results folder (docs/results/email): print only the e-mail tables")
     parser.add_argument("--threshold", type=float, default=0.5, help="the phrase threshold to tabulate")
+    parser.add_argument("--personal", help="personal adaptation results (docs/results/personal): that table only")
     args = parser.parse_args(argv)
+    if args.personal:
+        print("### Adapting to one person's mail\n\n" + personal_table(Path(args.personal)) + "\n")
+        return
     if args.email:
         email = Path(args.email)
         print("### E-mail test split\n\n" + email_table(email) + "\n")

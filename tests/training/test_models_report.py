@@ -45,3 +45,23 @@ def test_a_continued_run_reports_its_whole_training(tmp_path: Path, tiny_models:
                                                                   "wall_seconds": 360.0}}})
     main(["--results", str(results), "--artifacts", str(artifacts)])
     assert "| 3,000 | 10 min |" in capsys.readouterr().out  # 4 min of this run + 6 of the one it continued
+
+
+def test_personal_table_sets_each_sender_s_model_beside_its_base(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "personal"
+    results.mkdir()
+    lineage = {"lineage": {"minutes": 0.8, "tokens": 307200, "data": {"train": {"docs": 805}}}}
+    (results / "gru-lee-a.lineage.json").write_text(json.dumps(lineage))
+    for name, top1 in (("gru-email", 0.25), ("gru-lee-a", 0.27)):
+        (results / f"lee-a_{name}.json").write_text(json.dumps(
+            {"top1": top1, "top3": 0.4, "word_ppl": 150.0, "ksr": 0.57}))
+        (results / f"email300_{name}.json").write_text(json.dumps({"top1": 0.22, "word_ppl": 346.0}))
+    (results / "lee-a_phrases_gru-lee-a.json").write_text(json.dumps(
+        {"at_default": {"coverage": 0.19, "exact_match": 0.65, "ece": 0.04}}))
+    main(["--personal", str(results)])
+    out = capsys.readouterr().out
+    assert ("| lee-a (805) | `gru-email` | base | 25.0% | 40.0% | 150.0 | 57.0% | n/a / n/a / n/a | "
+            "22.0% / 346.0 |") in out  # its ghost-text file is missing: n/a, not a number
+    assert "| lee-a (805) | `gru-lee-a` | 0.8 min, 307,200 tokens | 27.0% |" in out
+    assert "19.0% / 65.0% / 0.04 |" in out
