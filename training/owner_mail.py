@@ -2,6 +2,9 @@
 
     python -m training.owner_mail --corpus ../shared/data/aeslc-enron-email.jsonl.gz \
         --owner shackleton-s --out runs/personal/shackleton-s.jsonl
+    # the rest of the corpus: a shared model adapted without this writer ever among its writers
+    python -m training.owner_mail --corpus ../shared/data/aeslc-enron-email.jsonl.gz \
+        --owner shackleton-s --everyone-else --out runs/personal/without-shackleton-s.jsonl
 
 AESLC ids name the mailbox and its folder (``shackleton-s_sent_123``); the ``sent`` folder
 holds what its owner wrote. Personal adaptation is measured on such a corpus: adapt on the
@@ -40,15 +43,27 @@ def owner_mail(corpus: str | Path, owner: str, folder: str = "sent") -> list[dic
     return records
 
 
+def everyone_else(corpus: str | Path, owner: str) -> list[dict]:
+    """Every record but those of ``owner``'s mailbox (any folder): the corpus a shared model would
+    be adapted on had this owner never been among its writers."""
+    with open_maybe_gzip(Path(corpus)) as fh:
+        return [r for r in map(json.loads, fh) if owner_and_folder(str(r.get("id", "")))[0] != owner]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--corpus", required=True, help="the AESLC JSONL (ids like owner_sent_123)")
     parser.add_argument("--owner", required=True, help="the mailbox, e.g. shackleton-s")
     parser.add_argument("--folder", default="sent", help="'sent': what the owner wrote")
     parser.add_argument("--out", required=True, help="JSONL to write")
+    parser.add_argument("--everyone-else", action="store_true",
+                        help="write every other mailbox's records instead (a shared model without this owner)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    records = owner_mail(args.corpus, args.owner, args.folder)
+    if args.everyone_else:
+        records = everyone_else(args.corpus, args.owner)
+    else:
+        records = owner_mail(args.corpus, args.owner, args.folder)
     if not records:
         raise SystemExit(f"no records of {args.owner}'s {args.folder} folder in {args.corpus}")
     out = Path(args.out)

@@ -45,3 +45,11 @@ def test_an_unknown_owner_is_refused(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "mail.jsonl.gz")
     with pytest.raises(SystemExit, match="no records"):
         main(["--corpus", str(corpus), "--owner", "nobody-x", "--out", str(tmp_path / "x.jsonl")])
+
+
+def test_everyone_else_is_the_corpus_without_any_of_the_owner_s_mailbox(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "mail.jsonl.gz")
+    out = tmp_path / "others.jsonl"
+    main(["--corpus", str(corpus), "--owner", "lee-a", "--everyone-else", "--out", str(out)])
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert ids == ["lee-ab_sent_5"]  # neither lee-a's sent nor inbox folder; a longer name is another owner
