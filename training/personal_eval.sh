@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Personal adaptation, measured for one cell and one sender of the e-mail corpus (docs/models.md,
 # "Adapting to one person's mail"). From the repo root, alone on the machine (adapting takes both
-# cores): training/personal_eval.sh gru shackleton-s
+# cores): training/personal_eval.sh gru shackleton-s [BASE]
+# BASE is the shared model adapted from (default model/artifacts/CELL-email.pt); R and W name the
+# results and work folders (default docs/results/personal and runs/personal).
 set -ex
 cell=$1
 owner=$2
+base=${3:-model/artifacts/$cell-email.pt}
+base_name=$(basename "$base" .pt)
 EMAIL=../shared/data/aeslc-enron-email.jsonl.gz
-R=docs/results/personal
-W=runs/personal
+R=${R:-docs/results/personal}
+W=${W:-runs/personal}
 PY=.venv/bin/python
 mkdir -p $R $W
 $PY -m training.owner_mail --corpus $EMAIL --owner "$owner" --out $W/$owner.jsonl
-$PY -m training.adapt --from model/artifacts/$cell-email.pt --corpus $W/$owner.jsonl --personal \
+$PY -m training.adapt --from "$base" --corpus $W/$owner.jsonl --personal \
     --out $W/$cell-$owner.pt --work-dir $W/work-$cell-$owner --data-dir $W/data-$owner --threads 2 --autocast bf16
 cp $W/work-$cell-$owner/lineage.json $R/$cell-$owner.lineage.json
 cp $W/work-$cell-$owner/log.jsonl $R/$cell-$owner.log.jsonl
-for model in $cell-email=model/artifacts/$cell-email.pt $cell-$owner=$W/$cell-$owner.pt; do
+for model in $base_name=$base $cell-$owner=$W/$cell-$owner.pt; do
     name=${model%%=*}
     path=${model#*=}
     # the owner's own test mail: top-k, word perplexity, keystroke savings; ghost text at the served threshold

@@ -164,12 +164,12 @@ def personal_table(results: Path) -> str:
     for lineage_path in sorted(results.glob("*.lineage.json")):
         cell, _, owner = lineage_path.name.removesuffix(".lineage.json").partition("-")
         lineage = json.loads(lineage_path.read_text())["lineage"]
-        for name in (f"{cell}-email", f"{cell}-{owner}"):
+        base = Path(str(lineage.get("base", {}).get("file") or f"{cell}-email.pt")).stem
+        for name in (base, f"{cell}-{owner}"):
             own = _load(results / f"{owner}_{name}.json") or {}
             ghost = (_load(results / f"{owner}_phrases_{name}.json") or {}).get("at_default") or {}
             everyone = _load(results / f"email300_{name}.json") or {}
-            adapting = (f"{lineage['minutes']} min, {lineage['tokens']:,} tokens" if name != f"{cell}-email"
-                        else "base")
+            adapting = "base" if name == base else f"{lineage['minutes']} min, {lineage['tokens']:,} tokens"
             rows.append(f"| {owner} ({lineage['data']['train']['docs']}) | `{name}` | {adapting} | "
                         f"{_fmt(own.get('top1'), True)} | {_fmt(own.get('top3'), True)} | "
                         f"{_fmt(own.get('word_ppl'))} | {_fmt(own.get('ksr'), True)} | "

@@ -65,3 +65,10 @@ def test_personal_table_sets_each_sender_s_model_beside_its_base(tmp_path: Path,
             "22.0% / 346.0 |") in out  # its ghost-text file is missing: n/a, not a number
     assert "| lee-a (805) | `gru-lee-a` | 0.8 min, 307,200 tokens | 27.0% |" in out
     assert "19.0% / 65.0% / 0.04 |" in out
+    # A personal model adapted from another shared model is set beside that one, named by its card.
+    lineage["lineage"]["base"] = {"file": "gru-email-without-lee-a.pt"}
+    (results / "gru-lee-a.lineage.json").write_text(json.dumps(lineage))
+    (results / "lee-a_gru-email-without-lee-a.json").write_text(json.dumps({"top1": 0.2, "top3": 0.3}))
+    main(["--personal", str(results)])
+    out = capsys.readouterr().out
+    assert "| lee-a (805) | `gru-email-without-lee-a` | base | 20.0% | 30.0% |" in out and "`gru-email` |" not in out
