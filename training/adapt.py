@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from model.export import export_checkpoint
 from model.lexicon import Lexicon
 from model.network import ModelConfig, RNNLanguageModel, rebuild_eager
 from training.data import detect_format, open_maybe_gzip
+from training.email_text import senders_of
 from training.lexicon import DEFAULT_MIN_COUNT, corpus_lexicon
 from training.train import AUTOCAST, TrainConfig, evaluate_loss, train
 
@@ -133,6 +135,7 @@ def build_config(args: argparse.Namespace, base_config: dict[str, Any]) -> Train
         max_tokens=args.max_tokens,
         max_passes=args.max_passes,
         valid_per_mille=args.valid_per_mille,
+        sender=args.sender,
         eval_every=args.eval_every,
         eval_tokens=args.eval_tokens,
         threads=args.threads,
@@ -160,6 +163,7 @@ def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], ba
                  "data": Path(str((base_card.get("data") or {}).get("source") or "")).name or None},
         "data": {"corpus": Path(args.corpus).name, "licence": args.licence or licence_of(args.corpus),
                  "split": cfg.split, "valid_split": cfg.valid_split or f"{cfg.valid_per_mille / 10:g}% by content hash",
+                 "sender_filter": bool(cfg.sender),  # whether only the writer's own messages were read (not who)
                  "train": summary.get("train"), "valid": summary.get("valid"),
                  "mixed_in": ({"corpus": Path(cfg.mix_corpus).name, "docs": cfg.mix_docs,
                                "licence": licence_of(cfg.mix_corpus)} if cfg.mix_corpus and cfg.mix_docs else None)},
@@ -208,7 +212,7 @@ def base_val_loss(base: LanguageModel, cfg: TrainConfig) -> float:
     return evaluate_loss(model, valid, min(cfg.eval_tokens, len(valid) - 1))
 
 
-def adapted_lexicon(base: LanguageModel, corpus: str, split: str, min_count: int
+def adapted_lexicon(base: LanguageModel, corpus: str, split: str, min_count: int, sender: str | None = None
                     ) -> tuple[Lexicon | None, dict[str, Any]]:
     """The base model's lexicon plus the words of the adaptation text: the user's own names and terms.
 
@@ -217,7 +221,7 @@ def adapted_lexicon(base: LanguageModel, corpus: str, split: str, min_count: int
     """
     if base.lexicon is None:
         return None, {}
-    own, about = corpus_lexicon([corpus], min_count, split)
+    own, about = corpus_lexicon([corpus], min_count, split, sender)
     before = base.card.get("lexicon") or {}
     sources = [*before.get("sources", []), *about["sources"]]
     return base.lexicon | own, {**about, "sources": sources, "base_words": len(base.lexicon)}
@@ -243,12 +247,17 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     extra = {"lineage": {**lineage(args, cfg, ckpt, base.card), "weight_averaging": averaging,
                          "base_val_loss": round(before, 4)},
              "name": Path(args.out).stem}
+    if args.sender:  # the card describes the model, not whose mail it read: no address in it
+        training = json.dumps(card.get("training") or {})
+        for address in sorted(senders_of(args.sender), key=len, reverse=True):
+            training = re.sub(re.escape(address), "<sender>", training, flags=re.IGNORECASE)
+        extra["training"] = json.loads(training)
     if base.card.get("phrase_calibration"):
         # The base's ghost-text calibration until one is fitted on the new text (training.phrases
         # --write-card): closer than none, which would trust the raw probabilities.
         extra["phrase_calibration"] = {**base.card["phrase_calibration"], "inherited_from": Path(args.base).name}
     (Path(cfg.out) / "lineage.json").write_text(json.dumps(extra, indent=2))
-    lexicon, about = adapted_lexicon(base, args.corpus, args.split, args.lexicon_min_count)
+    lexicon, about = adapted_lexicon(base, args.corpus, args.split, args.lexicon_min_count, args.sender)
     card = update_card(args.out, extra, lexicon, about)
     log.info("wrote %s (%.1f MB): %s", args.out, Path(args.out).stat().st_size / 1e6, json.dumps(extra["lineage"]))
     return card
@@ -267,6 +276,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", default=None, help="checkpoints and log (default runs/adapt/<out's stem>)")
     parser.add_argument("--data-dir", default=None, help="the prepared corpus (default WORK/data); runs may share one")
     parser.add_argument("--split", default="train", help="the corpus split that trains")
+    parser.add_argument("--sender", default=None,
+                        help="mbox/maildir: only messages from these addresses (comma-separated): your own mail "
+                        "out of a whole-mailbox export")
     parser.add_argument("--lexicon-min-count", type=int, default=DEFAULT_MIN_COUNT,
                         help="times a word of the corpus must appear to join the model's lexicon")
     parser.add_argument("--valid-split", default="auto", help="'auto': the corpus's dev split if it has one")

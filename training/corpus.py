@@ -49,13 +49,14 @@ class CorpusSpec:
     mix_path: str | None = None
     mix_docs: int = 0
     shuffle_seed: int = 0
+    sender: str | None = None  # mbox/maildir: only messages from these addresses (one's own mail)
 
 
 def _read_documents(spec: CorpusSpec, stats: ReadStats) -> tuple[list[str], list[str]]:
     """(train, valid) documents as ``spec`` defines them."""
     train_docs: list[str] = []
     valid_docs: list[str] = []
-    docs = iter_documents(spec.path, spec.fmt, spec.split, spec.blank_line_docs, stats)
+    docs = iter_documents(spec.path, spec.fmt, spec.split, spec.blank_line_docs, stats, spec.sender)
     for i, doc in enumerate(docs):
         if spec.max_docs is not None and i >= spec.max_docs:
             break
@@ -148,7 +149,9 @@ def prepare_corpus(spec: CorpusSpec, out_dir: Path, tokenizer: bytes | None = No
     summary_path = out_dir / "summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
-        if summary.get("spec") != asdict(spec):
+        # A field added since the folder was prepared reads as its default there.
+        stored = {**asdict(CorpusSpec(path=spec.path)), **(summary.get("spec") or {})}
+        if stored != asdict(spec):
             raise ValueError(f"{out_dir} holds a corpus prepared from another spec; pick another folder")
         if tokenizer is not None:
             check_tokenizer(out_dir, tokenizer)

@@ -218,13 +218,20 @@ def iter_documents(
     split: str = "train",
     blank_line_docs: bool = False,
     stats: ReadStats | None = None,
+    sender: str | None = None,
 ) -> Iterator[str]:
-    """Normalised documents of any supported corpus (see the module docstring)."""
+    """Normalised documents of any supported corpus (see the module docstring).
+
+    ``sender`` (mbox and maildir only: addresses, comma-separated) keeps the messages whose
+    ``From:`` is one of them: one's own mail out of a whole-mailbox export.
+    """
     path = Path(path)
     _check_path(path)
     fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise CorpusError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    if sender and fmt not in ("mbox", "maildir"):
+        raise CorpusError(f"{path}: a sender filter applies to mbox and maildir corpora, not {fmt}")
     stats = stats if stats is not None else ReadStats()
     if fmt == "aclimdb":
         yield from read_aclimdb(path, split, stats)
@@ -233,10 +240,10 @@ def iter_documents(
     elif fmt == "jsonl":
         yield from read_jsonl(path, stats, split=split)
     else:
-        from training.email_text import read_maildir, read_mbox
+        from training.email_text import read_maildir, read_mbox, senders_of
 
         reader = read_mbox if fmt == "mbox" else read_maildir
-        for body in reader(path, stats):
+        for body in reader(path, stats, senders_of(sender)):
             doc = _emit(body, stats)
             if doc is not None:
                 yield doc

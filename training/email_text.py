@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
+from email.utils import getaddresses
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -205,8 +206,18 @@ def _parse(raw: bytes) -> EmailMessage:
     return cast(EmailMessage, email.message_from_bytes(raw, policy=default_policy))
 
 
+def senders_of(spec: str | None) -> frozenset[str]:
+    """``"me@a.org, Me@B.org"`` -> the addresses, lower-cased (empty: no filter)."""
+    return frozenset(a.strip().lower() for a in (spec or "").split(",") if a.strip())
+
+
+def is_from(msg: Message, senders: frozenset[str]) -> bool:
+    """The message's ``From:`` holds one of ``senders`` (one's own mail in a whole-mailbox export)."""
+    return any(address.lower() in senders for _, address in getaddresses(msg.get_all("From", [])))
+
+
 def _read_messages(
-    box: mailbox.Mailbox, keys: list[str] | list[int], stats: ReadStats
+    box: mailbox.Mailbox, keys: list[str] | list[int], stats: ReadStats, senders: frozenset[str] = frozenset()
 ) -> Iterator[str]:
     for key in keys:
         try:
@@ -216,7 +227,11 @@ def _read_messages(
             stats.skip("unreadable")
             continue
         try:
-            text = message_text(_parse(raw), stats)
+            msg = _parse(raw)
+            if senders and not is_from(msg, senders):
+                stats.skip("other_sender")
+                continue
+            text = message_text(msg, stats)
         except Exception as exc:  # one malformed message must never stop a corpus read
             log.debug("message %s unparseable: %r", key, exc)
             stats.skip("unparseable")
@@ -225,8 +240,8 @@ def _read_messages(
             yield text
 
 
-def read_mbox(path: Path, stats: ReadStats) -> Iterator[str]:
-    """Body text of each message of the mbox file ``path``, in file order."""
+def read_mbox(path: Path, stats: ReadStats, senders: frozenset[str] = frozenset()) -> Iterator[str]:
+    """Body text of each message of the mbox file ``path`` (only from ``senders``, if given), in file order."""
     from training.data import CorpusError
 
     path = Path(path)
@@ -240,13 +255,14 @@ def read_mbox(path: Path, stats: ReadStats) -> Iterator[str]:
         keys = list(box.iterkeys())
         if not keys:
             log.warning("%s: no messages found (an mbox message starts with a 'From ' line)", path)
-        yield from _read_messages(box, keys, stats)
+        yield from _read_messages(box, keys, stats, senders)
     finally:
         box.close()
 
 
-def read_maildir(path: Path, stats: ReadStats) -> Iterator[str]:
-    """Body text of each message of the maildir ``path`` (cur/ and new/), sorted by key."""
+def read_maildir(path: Path, stats: ReadStats, senders: frozenset[str] = frozenset()) -> Iterator[str]:
+    """Body text of each message of the maildir ``path`` (cur/ and new/; only from ``senders``, if
+    given), sorted by key."""
     from training.data import CorpusError
 
     path = Path(path)
@@ -260,6 +276,6 @@ def read_maildir(path: Path, stats: ReadStats) -> Iterator[str]:
     if not keys:
         log.warning("%s: maildir holds no messages", path)
     try:
-        yield from _read_messages(box, keys, stats)
+        yield from _read_messages(box, keys, stats, senders)
     finally:
         box.close()

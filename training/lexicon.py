@@ -36,22 +36,23 @@ def count_words(docs: Iterable[str]) -> Counter[str]:
     return counts
 
 
-def corpus_counts(path: str | Path, split: str = "train") -> Counter[str]:
-    """Word counts of one corpus's ``split`` (formats without splits: all of it)."""
-    return count_words(iter_documents(path, split=split))
+def corpus_counts(path: str | Path, split: str = "train", sender: str | None = None) -> Counter[str]:
+    """Word counts of one corpus's ``split`` (formats without splits: all of it; see
+    :func:`training.data.iter_documents` for ``sender``)."""
+    return count_words(iter_documents(path, split=split, sender=sender))
 
 
 def lexicon_from_counts(counts: Counter[str], min_count: int = DEFAULT_MIN_COUNT) -> Lexicon:
     return Lexicon(w for w, c in counts.items() if c >= min_count)
 
 
-def corpus_lexicon(paths: Iterable[str | Path], min_count: int = DEFAULT_MIN_COUNT, split: str = "train"
-                   ) -> tuple[Lexicon, dict]:
+def corpus_lexicon(paths: Iterable[str | Path], min_count: int = DEFAULT_MIN_COUNT, split: str = "train",
+                   sender: str | None = None) -> tuple[Lexicon, dict]:
     """The lexicon of the corpora together, and what the card says of it."""
     paths = [str(p) for p in paths]
     counts: Counter[str] = Counter()
     for path in paths:
-        counts.update(corpus_counts(path, split))
+        counts.update(corpus_counts(path, split, sender))
     lexicon = lexicon_from_counts(counts, min_count)
     about = {"sources": [Path(p).name for p in paths], "split": split, "min_count": min_count}
     log.info("lexicon: %d of %d distinct words seen >= %d times in %s", len(lexicon), len(counts), min_count,

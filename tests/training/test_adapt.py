@@ -169,3 +169,26 @@ def test_an_unknown_autocast_is_refused() -> None:
 
     with pytest.raises(ValueError, match="autocast"):
         TrainConfig(autocast="fp8")
+
+
+def test_a_sender_filter_adapts_on_ones_own_messages_only(tmp_path: Path, tiny_models: dict[str, Path],
+                                                          tiny_corpus: Path) -> None:
+    box = mailbox.mbox(tmp_path / "all.mbox")
+    for i, text in enumerate(make_tiny_corpus(160, seed=9)):
+        msg = EmailMessage()
+        mine = i % 2 == 0
+        msg["From"] = "Me <me@example.com>" if mine else "Quentabulous <q@example.net>"
+        msg.set_content(f"{EMAILS[i % 5]} {text}" + ("" if mine else " Quentabulous"))
+        box.add(msg)
+    box.flush()
+    base = tmp_path / "base.pt"
+    base.write_bytes(tiny_models["gru"].read_bytes())
+    lexicon_main(["--model", str(base), "--corpus", str(tiny_corpus)])
+    adapt_main(["--from", str(base), "--corpus", str(tmp_path / "all.mbox"), "--out", str(tmp_path / "me.pt"),
+                "--work-dir", str(tmp_path / "work"), "--dry-run", "--threads", "1", "--personal",
+                "--sender", "me@example.com"])
+    adapted = load_artifact(tmp_path / "me.pt")
+    data = adapted.card["lineage"]["data"]
+    assert data["sender_filter"] is True and "me@example.com" not in json.dumps(adapted.card)
+    assert data["train"]["docs"] + data["valid"]["docs"] == 80  # the 80 of 160 messages I sent
+    assert "Quentabulous" not in adapted.lexicon  # nor the others' words

@@ -298,6 +298,33 @@ def test_mbox_keeps_only_the_authors_words(tmp_path: Path) -> None:
     assert stats.skipped == {"empty_body": 1}
 
 
+@pytest.mark.parametrize("layout", ["mbox", "maildir"])
+def test_a_sender_filter_keeps_only_ones_own_messages(tmp_path: Path, layout: str) -> None:
+    """A whole-mailbox export (Gmail's is one mbox) holds everyone's mail; --sender keeps yours."""
+    path = tmp_path / ("all.mbox" if layout == "mbox" else "Maildir")
+    box = mailbox.mbox(path) if layout == "mbox" else mailbox.Maildir(path, create=True)
+    box.add(_message("Mine, sent from work.\n", msg_id=1))
+    received = _message("Somebody else wrote this.\n", msg_id=2)
+    received.replace_header("From", "Bob <bob@example.com>")
+    box.add(received)
+    other_address = _message("Mine, from my other address.\n", msg_id=3)
+    other_address.replace_header("From", "alice.home@example.org")
+    box.add(other_address)
+    box.close()
+    stats = ReadStats()
+    mine = list(iter_documents(path, stats=stats, sender="ALICE@example.com, alice.home@example.org"))
+    assert sorted(mine) == ["Mine, from my other address.", "Mine, sent from work."]
+    assert stats.skipped == {"other_sender": 1}  # counted, not silently dropped
+    assert len(list(iter_documents(path))) == 3  # no filter: everyone's
+
+
+def test_a_sender_filter_is_refused_where_there_are_no_senders(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("one document\n")
+    with pytest.raises(CorpusError, match="sender filter"):
+        list(iter_documents(path, sender="me@example.com"))
+
+
 def test_mbox_detected_by_content_without_extension(tmp_path: Path) -> None:
     path = tmp_path / "inbox"
     box = mailbox.mbox(path)
