@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import platform
-import re
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ from model.export import export_checkpoint
 from model.lexicon import Lexicon
 from model.network import ModelConfig, RNNLanguageModel, rebuild_eager
 from training.data import detect_format, open_maybe_gzip
-from training.email_text import senders_of
 from training.lexicon import DEFAULT_MIN_COUNT, corpus_lexicon
 from training.train import AUTOCAST, TrainConfig, evaluate_loss, train
 
@@ -177,6 +175,12 @@ def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], ba
     }
 
 
+def validation_loss(model: RNNLanguageModel, cfg: TrainConfig) -> float:
+    """``model``'s loss on the run's validation slice, the one its checkpoints were chosen on."""
+    valid = np.load(Path(cfg.data_dir) / "valid.npy")
+    return evaluate_loss(model, valid, min(cfg.eval_tokens, len(valid) - 1))
+
+
 def averaged(best: Path, cfg: TrainConfig, last: int) -> tuple[Path, dict[str, Any] | None]:
     """The mean of the last ``last`` snapshots' weights, when it validates better than ``best``.
 
@@ -189,12 +193,8 @@ def averaged(best: Path, cfg: TrainConfig, last: int) -> tuple[Path, dict[str, A
     states = [torch.load(p, map_location="cpu", weights_only=True)["model"] for p in snapshots]
     mean = {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
     ckpt = torch.load(best, map_location="cpu", weights_only=False)
-    model = RNNLanguageModel(ModelConfig(**ckpt["model_config"]))
-    valid = np.load(Path(cfg.data_dir) / "valid.npy")
-    n = min(cfg.eval_tokens, len(valid) - 1)
     best_loss = float(ckpt["val_loss"])  # measured on this same slice when it was saved
-    model.load_state_dict(mean)
-    mean_loss = evaluate_loss(model, valid, n)
+    mean_loss = validation_loss(rebuild_eager(ModelConfig(**ckpt["model_config"]), mean), cfg)
     report = {"snapshots": [p.stem for p in snapshots], "val_loss_best": round(best_loss, 4),
               "val_loss_average": round(mean_loss, 4), "exported": "average" if mean_loss < best_loss else "best"}
     log.info("weight averaging: %s", report)
@@ -203,13 +203,6 @@ def averaged(best: Path, cfg: TrainConfig, last: int) -> tuple[Path, dict[str, A
     path = Path(cfg.out) / "averaged.pt"
     torch.save({**ckpt, "model": mean, "val_loss": mean_loss}, path)
     return path, report
-
-
-def base_val_loss(base: LanguageModel, cfg: TrainConfig) -> float:
-    """The base model's loss on the run's validation slice: what adapting has to beat."""
-    model = rebuild_eager(ModelConfig(**base.card["config"]), base.module.state_dict())
-    valid = np.load(Path(cfg.data_dir) / "valid.npy")
-    return evaluate_loss(model, valid, min(cfg.eval_tokens, len(valid) - 1))
 
 
 def adapted_lexicon(base: LanguageModel, corpus: str, split: str, min_count: int, sender: str | None = None
@@ -237,7 +230,7 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     best = train(cfg, resume=args.resume)
     chosen, averaging = averaged(best, cfg, args.average_last)
     ckpt = torch.load(chosen, map_location="cpu", weights_only=False)
-    before = base_val_loss(base, cfg)
+    before = validation_loss(rebuild_eager(ModelConfig(**base.card["config"]), base.module.state_dict()), cfg)
     if float(ckpt["val_loss"]) >= before:
         log.warning("the adapted model validates no better than its base (%.4f vs %.4f): too little text, "
                     "or too high a learning rate; serve the base instead", float(ckpt["val_loss"]), before)
@@ -248,10 +241,8 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
                          "base_val_loss": round(before, 4)},
              "name": Path(args.out).stem}
     if args.sender:  # the card describes the model, not whose mail it read: no address in it
-        training = json.dumps(card.get("training") or {})
-        for address in sorted(senders_of(args.sender), key=len, reverse=True):
-            training = re.sub(re.escape(address), "<sender>", training, flags=re.IGNORECASE)
-        extra["training"] = json.loads(training)
+        given = json.dumps(args.sender)[1:-1]  # as it appears in the recorded command and config
+        extra["training"] = json.loads(json.dumps(card.get("training") or {}).replace(given, "<sender>"))
     if base.card.get("phrase_calibration"):
         # The base's ghost-text calibration until one is fitted on the new text (training.phrases
         # --write-card): closer than none, which would trust the raw probabilities.

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from training.data import open_maybe_gzip
@@ -32,22 +33,21 @@ def owner_and_folder(record_id: str) -> tuple[str, str]:
     return owner, folder
 
 
+def records(corpus: str | Path) -> Iterator[dict]:
+    """The corpus's records, in order."""
+    with open_maybe_gzip(Path(corpus)) as fh:
+        yield from map(json.loads, fh)
+
+
 def owner_mail(corpus: str | Path, owner: str, folder: str = "sent") -> list[dict]:
     """The records of ``owner``'s ``folder``, in corpus order, each with its ``split``."""
-    records = []
-    with open_maybe_gzip(Path(corpus)) as fh:
-        for line in fh:
-            record = json.loads(line)
-            if owner_and_folder(str(record.get("id", ""))) == (owner, folder):
-                records.append(record)
-    return records
+    return [r for r in records(corpus) if owner_and_folder(str(r.get("id", ""))) == (owner, folder)]
 
 
 def everyone_else(corpus: str | Path, owner: str) -> list[dict]:
     """Every record but those of ``owner``'s mailbox (any folder): the corpus a shared model would
     be adapted on had this owner never been among its writers."""
-    with open_maybe_gzip(Path(corpus)) as fh:
-        return [r for r in map(json.loads, fh) if owner_and_folder(str(r.get("id", "")))[0] != owner]
+    return [r for r in records(corpus) if owner_and_folder(str(r.get("id", "")))[0] != owner]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,17 +61,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.everyone_else:
-        records = everyone_else(args.corpus, args.owner)
+        chosen = everyone_else(args.corpus, args.owner)
     else:
-        records = owner_mail(args.corpus, args.owner, args.folder)
-    if not records:
+        chosen = owner_mail(args.corpus, args.owner, args.folder)
+    if not chosen:
         raise SystemExit(f"no records of {args.owner}'s {args.folder} folder in {args.corpus}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w") as fh:
-        for record in records:
-            fh.write(json.dumps(record) + "\n")
-    log.info("wrote %s: %s", out, dict(Counter(r.get("split") for r in records)))
+        fh.writelines(json.dumps(record) + "\n" for record in chosen)
+    log.info("wrote %s: %s", out, dict(Counter(r.get("split") for r in chosen)))
 
 
 if __name__ == "__main__":

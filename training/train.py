@@ -344,9 +344,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         log.info("%s model: %d parameters on %s; %s", cfg.cell, n_params, device, model_cfg)
 
     tokens_per_step = cfg.batch_size * cfg.seq_len * world
-    budget_tokens = cfg.max_tokens or (batcher.tokens_per_epoch * world if not cfg.max_minutes else None)
-    if cfg.max_passes and not cfg.max_tokens:
-        budget_tokens = max(tokens_per_step, round(cfg.max_passes * batcher.tokens_per_epoch * world))
+    passes = cfg.max_passes or (1.0 if not cfg.max_minutes else None)  # no budget at all: one pass
+    budget_tokens = cfg.max_tokens or (
+        max(tokens_per_step, round(passes * batcher.tokens_per_epoch * world)) if passes else None)
     budget_seconds = cfg.max_minutes * 60 if cfg.max_minutes else None
     started = time.time()
 
