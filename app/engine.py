@@ -166,16 +166,18 @@ class InferenceEngine:
         return self.scheduler.iterations
 
     # ------------------------------------------------------------------ asyncio side
-    def submit(self, text: str, k: int = 3, max_words: int = 0, session: str | None = None) -> _Request:
+    def submit(self, text: str, k: int = 3, max_words: int = 0, session: str | None = None,
+               subject: str = "") -> _Request:
         """Admit a request or raise :class:`Overloaded` / :class:`EngineStopped` / :class:`EngineDead` at once.
 
         ``session`` scopes the prefix cache: a request reuses only what its own session cached. A
         request without one uses no cache at all (nothing of it is kept for anyone else to probe).
+        ``subject``: the e-mail's subject, read by a model that learnt to (``model.suggest.header_ids``).
         """
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         cache = self.cache if self.config.cache_bytes and session is not None else None
-        gen = suggest(self.lm, text, k, max_words, cache, self.config.decode, scope=session or "")
+        gen = suggest(self.lm, text, k, max_words, cache, self.config.decode, scope=session or "", subject=subject)
         req = _Request(gen, loop.create_future(), loop, now, now + self.config.deadline_ms / 1000)
         with self._cond:
             if self.dead is not None:
@@ -186,8 +188,9 @@ class InferenceEngine:
             self._cond.notify()
         return req
 
-    async def complete(self, text: str, k: int = 3, max_words: int = 0, session: str | None = None) -> EngineResult:
-        req = self.submit(text, k, max_words, session)
+    async def complete(self, text: str, k: int = 3, max_words: int = 0, session: str | None = None,
+                       subject: str = "") -> EngineResult:
+        req = self.submit(text, k, max_words, session, subject)
         try:
             return await req.future
         finally:

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, field_validator
 
 MODEL_NAME_MAX = 64
+#: A subject is a line: longer than this is not one (a 422, before any work).
+SUBJECT_MAX_CHARS = 1000
 
 
 def _json_integer(value: Any) -> Any:
@@ -29,9 +31,12 @@ class CompleteRequest(BaseModel):
     k: JsonInt = Field(3, ge=1, le=10, description="At most how many next-word suggestions (words of the model's"
                        " lexicon: fewer when it knows fewer that fit)")
     max_words: JsonInt = Field(0, ge=0, le=8, description="Phrase completion length; 0 = next word only")
+    subject: StrictStr = Field(
+        "", max_length=SUBJECT_MAX_CHARS, description="The e-mail's subject, if any: a model that learnt to read"
+        " one (its card's reads_subject) reads it before the text; others ignore it (see subject_read)",
+    )
 
-
-    @field_validator("text", "model")
+    @field_validator("text", "model", "subject")
     @classmethod
     def _valid_unicode(cls, value: str | None) -> str | None:
         """Lone surrogates are legal in JSON strings but are not text: refuse them here (422)."""
@@ -81,6 +86,10 @@ class CompleteResponse(BaseModel):
         description="Probability that the next word starts with the typed fragment, before it was typed (1 with"
         " no fragment). Suggestion probabilities and typed_word_prob are conditioned on it: P(word | what is"
         " typed); multiply by it for P(word | context).",
+    )
+    subject_read: bool = Field(
+        False, description="The model read the request's subject before the text (false: none was sent, or this"
+        " model does not read subjects)",
     )
 
 

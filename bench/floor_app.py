@@ -24,7 +24,7 @@ from app.main import create_app
 #: A typical answer, serialised once.
 BODY = (b'{"model":"gru","fragment":"","suggestions":[{"word":"the","prob":0.1,"text":"the"},'
         b'{"word":"a","prob":0.05,"text":"a"},{"word":"it","prob":0.02,"text":"it"}],"completion":null,"timing_ms":{"queue":0.1,"compute":6.0,"total":6.1},'
-        b'"cache_hit":false,"typed_word_prob":0.0,"fragment_prob":1.0}')
+        b'"cache_hit":false,"typed_word_prob":0.0,"fragment_prob":1.0,"subject_read":false}')
 
 
 async def constant(request: Request) -> Response:

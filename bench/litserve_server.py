@@ -11,8 +11,8 @@ their HTTP/queueing layers.
 
 ``POST /v1/complete`` takes nextword's JSON (``text``, ``k``, ``model``, ``max_words``)
 and answers ``{"model", "fragment", "suggestions": [{"word", "prob", "text"}], "completion",
-"timing_ms": {"compute"}, "cache_hit": false, "typed_word_prob", "fragment_prob"}``, so :mod:`bench.loadgen` drives it
-unchanged. ``GET /health`` is LitServe's readiness probe. What it does not do (on
+"timing_ms": {"compute"}, "cache_hit": false, "typed_word_prob", "fragment_prob", "subject_read"}``,
+so :mod:`bench.loadgen` drives it unchanged. ``GET /health`` is LitServe's readiness probe. What it does not do (on
 purpose, it is LitServe's defaults): no admission control (no 503), no prefix cache; a
 request that waited longer than ``--timeout`` in LitServe's queue gets 504. An invalid
 request fails its whole batch (LitServe's batched loop reports one error per batch).
@@ -114,6 +114,7 @@ class NextWordAPI(ls.LitAPI):
             "cache_hit": False,
             "typed_word_prob": result.typed_word_prob,
             "fragment_prob": result.fragment_prob,
+            "subject_read": result.subject_read,
         }
 
 

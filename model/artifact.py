@@ -108,6 +108,11 @@ class LanguageModel:
     def eos_id(self) -> int:
         return self.tokenizer.eos_id
 
+    @property
+    def reads_subject(self) -> bool:
+        """Whether it learnt to read an e-mail's subject line before the text (its card says so)."""
+        return bool(self.card.get("reads_subject"))
+
 
 def load_artifact(path: str | Path, name: str | None = None, precision: str = "fp32") -> LanguageModel:
     """Load and verify an artifact written by :func:`model.export.write_artifact`.

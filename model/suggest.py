@@ -19,7 +19,10 @@ from model.artifact import LanguageModel
 from model.batching import Decoding, ModelCall
 from model.decoder import complete_phrase, next_words
 from model.prefix_cache import PrefixStateCache, StepMemo
-from model.text import normalize_prompt, split_fragment
+from model.text import normalize_prompt, split_fragment, subject_line
+
+#: A subject line is read up to this many pieces (a subject is a line; more is not one).
+SUBJECT_PIECES = 64
 
 
 @dataclass(frozen=True)
@@ -62,36 +65,53 @@ class SuggestResult:
     fragment_prob: float = 1.0
     # For each suggestion, exactly what to insert after the caret (see insertion_text).
     insertions: list[str] = field(default_factory=list)
+    subject_read: bool = False  # the network read the e-mail's subject before the text (header_ids)
 
 
-def prompt_parts(lm: LanguageModel, text: str, context_pieces: int) -> tuple[list[int], str, bool, str]:
-    """(context ids the network reads, leading EOS included; fragment; require_space; normalised prompt).
+def prompt_parts(
+    lm: LanguageModel, text: str, context_pieces: int, subject: str = ""
+) -> tuple[list[int], str, bool, str]:
+    """(context ids the network reads, header included; fragment; require_space; normalised prompt).
 
-    The ids are cut to the last ``context_pieces`` (:func:`context_window`; 0 keeps them all).
+    The text's ids are cut to the last ``context_pieces`` (:func:`context_window`; 0 keeps them all).
     """
     prompt = normalize_prompt(text)
     context, fragment = split_fragment(prompt)
     require_space = context == "" or context.endswith(" ")
-    ids = [lm.eos_id, *lm.tokenizer.encode(context.rstrip(" "))]
-    return context_window(ids, lm.tokenizer.word_start, context_pieces), fragment, require_space, prompt
+    head = header_ids(lm, subject)
+    ids = [*head, *lm.tokenizer.encode(context.rstrip(" "))]
+    return context_window(ids, lm.tokenizer.word_start, context_pieces, len(head)), fragment, require_space, prompt
 
 
-def context_window(ids: list[int], word_start: Tensor, pieces: int) -> list[int]:
-    """The context the network reads: the leading EOS and at most the last ``pieces`` pieces.
+def header_ids(lm: LanguageModel, subject: str = "") -> list[int]:
+    """What the network reads before the text: EOS, then, for a model that reads subjects, the subject line and EOS.
+
+    That is how its training e-mails were laid out (``training.corpus``: the subject line a
+    document just before the body). A model that never learnt it would take the line for
+    another e-mail, so its subject is left out. At most ``SUBJECT_PIECES`` of the line are read.
+    """
+    line = subject_line(subject) if subject and lm.reads_subject else ""
+    if not line:
+        return [lm.eos_id]
+    return [lm.eos_id, *lm.tokenizer.encode(line)[:SUBJECT_PIECES], lm.eos_id]
+
+
+def context_window(ids: list[int], word_start: Tensor, pieces: int, header: int = 1) -> list[int]:
+    """The context the network reads: the ``header`` (EOS, subject) and at most the last ``pieces`` pieces.
 
     The cut lands on a word's first piece, and it moves in steps of half a window, so the
     contexts of consecutive keystrokes share their start and the prefix cache keeps serving
     them; the text read is between half a window and a window long. A context read is
     token-serial, so this bounds its cost however much text an editor sends.
     """
-    body = ids[1:]
+    body = ids[header:]
     if pieces <= 0 or len(body) <= pieces:
         return ids
     stride = max(1, pieces // 2)
     start = ((len(body) - pieces) // stride + 1) * stride
     while start < len(body) and not bool(word_start[body[start]]):
         start += 1
-    return [ids[0], *body[start:]]
+    return [*ids[:header], *body[start:]]
 
 
 def context_state(
@@ -143,9 +163,13 @@ def suggest(
     cache: PrefixStateCache | None = None,
     options: DecodeOptions = DecodeOptions(),
     scope: str = "",
+    subject: str = "",
 ) -> Decoding[SuggestResult]:
-    """Suggestions for ``text`` (see the module docstring); ``scope`` confines its cache use."""
-    ids, fragment, require_space, _ = prompt_parts(lm, text, options.context_pieces)
+    """Suggestions for ``text`` (see the module docstring); ``scope`` confines its cache use.
+
+    ``subject``: the e-mail's subject, read before the text by a model that learnt to (:func:`header_ids`).
+    """
+    ids, fragment, require_space, _ = prompt_parts(lm, text, options.context_pieces, subject)
     logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk, scope)
     memo = StepMemo(cache, ids, scope) if cache is not None else None
     lexicon = lm.lexicon if options.known_words else None
@@ -168,4 +192,5 @@ def suggest(
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
     insertions = [insertion_text(word, fragment, require_space, word in found.spaced) for word, _ in found.words]
     return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob,
-                         fragment_prob=math.exp(given), insertions=insertions)
+                         fragment_prob=math.exp(given), insertions=insertions,
+                         subject_read=bool(subject) and lm.reads_subject and bool(subject_line(subject)))

@@ -58,6 +58,20 @@ def split_fragment(text: str) -> tuple[str, str]:
     return text[: match.start()], match.group(0)
 
 
+#: How an e-mail's subject is written before its body, in training text and in served contexts.
+SUBJECT_PREFIX = "Subject: "
+
+
+def subject_line(subject: str) -> str:
+    """The subject as the text the network reads before the body ("" when there is none).
+
+    A model that reads subjects saw, for most of its training e-mails, this line as a document
+    of its own just before the body (EOS, subject line, EOS, body): what the body is about.
+    """
+    subject = normalize_text(subject)
+    return SUBJECT_PREFIX + subject if subject else ""
+
+
 def words(text: str) -> list[str]:
     """Every word of ``text`` in order (the prediction targets of the metrics)."""
     return WORD_RE.findall(text)

@@ -134,6 +134,7 @@ def build_config(args: argparse.Namespace, base_config: dict[str, Any]) -> Train
         max_passes=args.max_passes,
         valid_per_mille=args.valid_per_mille,
         sender=args.sender,
+        subject_per_mille=args.subject_per_mille,
         eval_every=args.eval_every,
         eval_tokens=args.eval_tokens,
         threads=args.threads,
@@ -162,6 +163,7 @@ def lineage(args: argparse.Namespace, cfg: TrainConfig, ckpt: dict[str, Any], ba
         "data": {"corpus": Path(args.corpus).name, "licence": args.licence or licence_of(args.corpus),
                  "split": cfg.split, "valid_split": cfg.valid_split or f"{cfg.valid_per_mille / 10:g}% by content hash",
                  "sender_filter": bool(cfg.sender),  # whether only the writer's own messages were read (not who)
+                 "subject_per_mille": cfg.subject_per_mille,
                  "train": summary.get("train"), "valid": summary.get("valid"),
                  "mixed_in": ({"corpus": Path(cfg.mix_corpus).name, "docs": cfg.mix_docs,
                                "licence": licence_of(cfg.mix_corpus)} if cfg.mix_corpus and cfg.mix_docs else None)},
@@ -240,6 +242,9 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     extra = {"lineage": {**lineage(args, cfg, ckpt, base.card), "weight_averaging": averaging,
                          "base_val_loss": round(before, 4)},
              "name": Path(args.out).stem}
+    if cfg.subject_per_mille or base.card.get("reads_subject"):
+        # The server puts a request's subject line before its text only for a model that learnt to read one.
+        extra["reads_subject"] = True
     if args.sender:  # the card describes the model, not whose mail it read: no address in it
         given = json.dumps(args.sender)[1:-1]  # as it appears in the recorded command and config
         extra["training"] = json.loads(json.dumps(card.get("training") or {}).replace(given, "<sender>"))
@@ -272,6 +277,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "out of a whole-mailbox export")
     parser.add_argument("--lexicon-min-count", type=int, default=DEFAULT_MIN_COUNT,
                         help="times a word of the corpus must appear to join the model's lexicon")
+    parser.add_argument("--subject-per-mille", type=int, default=0,
+                        help="e-mails per thousand read with their subject line before the body (JSON lines "
+                             "with a 'subject'); the model then reads a request's subject (750 for e-mail)")
     parser.add_argument("--valid-split", default="auto", help="'auto': the corpus's dev split if it has one")
     parser.add_argument("--mix-corpus", default=None, help="another corpus to mix in (e.g. the reviews)")
     parser.add_argument("--mix-docs", type=int, default=0, help="documents of --mix-corpus to mix in")

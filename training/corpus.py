@@ -14,6 +14,7 @@ import logging
 import random
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-from training.data import ReadStats, is_validation, iter_documents
+from training.data import ReadStats, is_validation, iter_documents, iter_subject_documents
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +51,44 @@ class CorpusSpec:
     mix_docs: int = 0
     shuffle_seed: int = 0
     sender: str | None = None  # mbox/maildir: only messages from these addresses (one's own mail)
+    # E-mails per thousand (by content hash) read with their subject line just before the body
+    # (JSON lines with a ``subject``): the model learns to use a subject and to do without one.
+    subject_per_mille: int = 0
 
 
-def _read_documents(spec: CorpusSpec, stats: ReadStats) -> tuple[list[str], list[str]]:
-    """(train, valid) documents as ``spec`` defines them."""
-    train_docs: list[str] = []
-    valid_docs: list[str] = []
-    docs = iter_documents(spec.path, spec.fmt, spec.split, spec.blank_line_docs, stats, spec.sender)
-    for i, doc in enumerate(docs):
+def _read_documents(spec: CorpusSpec, stats: ReadStats) -> tuple[list[list[str]], list[list[str]]]:
+    """(train, valid) documents as ``spec`` defines them, each as the documents the stream holds for it.
+
+    With ``subject_per_mille`` a chosen e-mail's subject line is a document of its own placed
+    just before its body, so the stream reads EOS, subject line, EOS, body: the served context.
+    """
+    train_units: list[list[str]] = []
+    valid_units: list[list[str]] = []
+    for i, unit in enumerate(_units(spec, spec.split, stats, spec.sender)):
         if spec.max_docs is not None and i >= spec.max_docs:
             break
         if spec.valid_split is not None:
-            train_docs.append(doc)
+            train_units.append(unit)
         else:
-            (valid_docs if is_validation(doc, spec.valid_per_mille) else train_docs).append(doc)
+            (valid_units if is_validation(unit[-1], spec.valid_per_mille) else train_units).append(unit)
     if spec.valid_split is not None:
-        valid = iter_documents(spec.path, spec.fmt, spec.valid_split, spec.blank_line_docs, ReadStats())
-        valid_docs = list(islice(valid, spec.max_docs))
+        valid_units = list(islice(_units(spec, spec.valid_split, ReadStats()), spec.max_docs))
     if spec.mix_path and spec.mix_docs > 0:
-        train_docs.extend(mixed_documents(spec.mix_path, spec.mix_docs))
+        train_units.extend([doc] for doc in mixed_documents(spec.mix_path, spec.mix_docs))
     if spec.valid_split is not None or spec.mix_docs:
-        random.Random(spec.shuffle_seed).shuffle(train_docs)
-    return train_docs, valid_docs
+        random.Random(spec.shuffle_seed).shuffle(train_units)
+    return train_units, valid_units
+
+
+def _units(spec: CorpusSpec, split: str, stats: ReadStats, sender: str | None = None) -> Iterator[list[str]]:
+    """Each document of ``split`` as the documents the stream holds for it: [body] or [subject line, body]."""
+    if not spec.subject_per_mille:
+        for doc in iter_documents(spec.path, spec.fmt, split, spec.blank_line_docs, stats, sender):
+            yield [doc]
+        return
+    for subject, doc in iter_subject_documents(spec.path, split, stats):
+        with_subject = subject and zlib.crc32(doc.encode("utf-8")) % 1000 < spec.subject_per_mille
+        yield [subject, doc] if with_subject else [doc]
 
 
 def mixed_documents(path: str, count: int) -> list[str]:
@@ -159,10 +176,12 @@ def prepare_corpus(spec: CorpusSpec, out_dir: Path, tokenizer: bytes | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     stats = ReadStats()
-    train_docs, valid_docs = _read_documents(spec, stats)
+    train_units, valid_units = _read_documents(spec, stats)
+    train_docs = [doc for unit in train_units for doc in unit]
+    valid_docs = [doc for unit in valid_units for doc in unit]
     if not train_docs or not valid_docs:
         raise ValueError(
-            f"{spec.path}: {len(train_docs)} training and {len(valid_docs)} validation documents; "
+            f"{spec.path}: {len(train_units)} training and {len(valid_units)} validation documents; "
             "need at least one of each"
         )
     log.info("read %d train / %d valid documents", len(train_docs), len(valid_docs))
@@ -174,14 +193,17 @@ def prepare_corpus(spec: CorpusSpec, out_dir: Path, tokenizer: bytes | None = No
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
     summary: dict = {"spec": asdict(spec), "skipped": stats.skipped, "vocab_size": sp.get_piece_size(),
                      "tokenizer": "trained" if tokenizer is None else "given"}
-    for name, docs_ in (("train", train_docs), ("valid", valid_docs)):
+    for name, units in (("train", train_units), ("valid", valid_units)):
+        docs_ = [doc for unit in units for doc in unit]
         stream = encode_documents(sp, docs_)
         np.save(out_dir / f"{name}.npy", stream)
         summary[name] = {
-            "docs": len(docs_),
+            "docs": len(units),
             "words": sum(len(d.split()) for d in docs_),
             "pieces": int(stream.size),
         }
+        if spec.subject_per_mille:
+            summary[name]["with_subject"] = sum(len(unit) == 2 for unit in units)
     summary["prepare_seconds"] = round(time.time() - started, 1)
     summary_path.write_text(json.dumps(summary, indent=2))
     log.info("prepared corpus in %s: %s", out_dir, summary)

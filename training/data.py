@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from model.text import normalize_text
+from model.text import normalize_text, subject_line
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +184,8 @@ def open_maybe_gzip(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
 
 
-def read_jsonl(path: Path, stats: ReadStats, field_name: str = "text", split: str | None = None) -> Iterator[str]:
-    """The ``text`` field of each JSON line; malformed lines are counted and skipped.
-
-    A record with a ``split`` field is read only when it equals ``split`` (``None`` reads all).
-    """
+def _jsonl_records(path: Path, stats: ReadStats, split: str | None) -> Iterator[dict]:
+    """Each JSON object of the file (of ``split`` when a record has one); bad lines counted and skipped."""
     with open_maybe_gzip(path) as fh:
         for raw in fh:
             if not raw.strip():
@@ -201,15 +198,49 @@ def read_jsonl(path: Path, stats: ReadStats, field_name: str = "text", split: st
             except json.JSONDecodeError:
                 stats.skip("bad_json")
                 continue
-            if split is not None and isinstance(record, dict) and record.get("split", split) != split:
-                continue
-            value = record.get(field_name) if isinstance(record, dict) else None
-            if not isinstance(value, str):
+            if not isinstance(record, dict):
                 stats.skip("no_text_field")
                 continue
-            doc = _emit(value, stats)
-            if doc is not None:
-                yield doc
+            if split is not None and record.get("split", split) != split:
+                continue
+            yield record
+
+
+def read_jsonl(path: Path, stats: ReadStats, field_name: str = "text", split: str | None = None) -> Iterator[str]:
+    """The ``text`` field of each JSON line; malformed lines are counted and skipped.
+
+    A record with a ``split`` field is read only when it equals ``split`` (``None`` reads all).
+    """
+    for _, doc in read_jsonl_subjects(path, stats, field_name, split):
+        yield doc
+
+
+def read_jsonl_subjects(
+    path: Path, stats: ReadStats, field_name: str = "text", split: str | None = None
+) -> Iterator[tuple[str, str]]:
+    """(subject line, document) of each JSON line: its ``subject`` as :func:`subject_line` writes it, or ""."""
+    for record in _jsonl_records(path, stats, split):
+        value = record.get(field_name)
+        if not isinstance(value, str):
+            stats.skip("no_text_field")
+            continue
+        doc = _emit(value, stats)
+        if doc is not None:
+            subject = record.get("subject")
+            yield (subject_line(subject) if isinstance(subject, str) else ""), doc
+
+
+def iter_subject_documents(path: str | os.PathLike[str], split: str = "train",
+                           stats: ReadStats | None = None) -> Iterator[tuple[str, str]]:
+    """(subject line, document) pairs of a JSON-lines e-mail corpus (the subject "" where it has none)."""
+    path = Path(path)
+    _check_path(path)
+    if detect_format(path) != "jsonl":
+        raise CorpusError(f"{path}: subjects are read from JSON-lines e-mail corpora (a 'subject' field)")
+    stats = stats if stats is not None else ReadStats()
+    yield from read_jsonl_subjects(path, stats, split=split)
+    if stats.total_skipped:
+        log.warning("%s: skipped %d records %s", path, stats.total_skipped, stats.skipped)
 
 
 def iter_documents(

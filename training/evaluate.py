@@ -43,9 +43,9 @@ from tqdm import tqdm
 from model.artifact import LanguageModel, load_artifact
 from model.batching import Decoding, drive_stream
 from model.prefix_cache import PrefixStateCache
-from model.suggest import DecodeOptions, suggest
+from model.suggest import DecodeOptions, header_ids, suggest
 from model.text import WORD_RE
-from training.data import iter_documents
+from training.data import iter_documents, iter_subject_documents
 
 log = logging.getLogger("training.evaluate")
 
@@ -107,13 +107,13 @@ def document_queries(doc: str) -> Generator[Query, list[str], DocScore]:
 
 # ---------------------------------------------------------------------------- neural model
 def _neural_document(
-    lm: LanguageModel, doc: str, cache: PrefixStateCache, options: DecodeOptions, ksr: bool
+    lm: LanguageModel, doc: str, cache: PrefixStateCache, options: DecodeOptions, ksr: bool, subject: str = ""
 ) -> Decoding[DocScore]:
     queries = document_queries(doc)
     query = next(queries)
     shown = outside = 0
     while True:
-        result = yield from suggest(lm, query.context + query.fragment, KSR_K, 0, cache, options)
+        result = yield from suggest(lm, query.context + query.fragment, KSR_K, 0, cache, options, subject=subject)
         proposals = [word for word, _ in result.suggestions]
         shown += len(proposals)
         if lm.lexicon is not None:
@@ -129,14 +129,18 @@ def _neural_document(
 
 
 @torch.no_grad()
-def piece_nll(lm: LanguageModel, docs: list[str], batch: int = 16, window: int = 128) -> float:
+def piece_nll(lm: LanguageModel, docs: list[str], batch: int = 16, window: int = 128,
+              subjects: dict[str, str] | None = None) -> float:
     """Total NLL (nats) of every piece of every document, its end-of-document token included.
 
     Documents of similar length are batched and read ``window`` pieces at a time, carrying the
     state: memory stays at batch x window x vocabulary however long a review is (all at once,
-    a batch of 2,500-piece reviews held 1.3 GB of logits).
+    a batch of 2,500-piece reviews held 1.3 GB of logits). With ``subjects`` (document ->
+    subject) a model that reads subjects reads its document's first; only the document is scored.
     """
-    seqs = [[lm.eos_id, *lm.tokenizer.encode(d), lm.eos_id] for d in docs]
+    heads = [header_ids(lm, (subjects or {}).get(d, "")) for d in docs]
+    seqs = [[*head, *lm.tokenizer.encode(d), lm.eos_id] for head, d in zip(heads, docs, strict=True)]
+    firsts = [len(head) for head in heads]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     total = 0.0
     for start in range(0, len(order), batch):
@@ -146,21 +150,25 @@ def piece_nll(lm: LanguageModel, docs: list[str], batch: int = 16, window: int =
         for row, s in enumerate(group):
             tokens[row, : len(s)] = torch.tensor(s)
         lengths = torch.tensor([len(s) for s in group]).unsqueeze(1)
+        scored_from = torch.tensor([firsts[i] for i in order[start : start + batch]]).unsqueeze(1)
         state = lm.module.init_state(len(group))
         for t0 in range(0, width - 1, window):
             inputs = tokens[:, t0 : min(t0 + window, width - 1)]
             targets = tokens[:, t0 + 1 : t0 + 1 + inputs.size(1)]
             logits, state = lm.module.forward(inputs, state)
             nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
-            real = torch.arange(t0 + 1, t0 + 1 + inputs.size(1)).unsqueeze(0) < lengths  # not padding
+            where = torch.arange(t0 + 1, t0 + 1 + inputs.size(1)).unsqueeze(0)
+            real = (where < lengths) & (where >= scored_from)  # the document's pieces: not padding, not its header
             total += float(nll[real].sum())
     return total
 
 
 def evaluate_neural(
     lm: LanguageModel, docs: list[str], batch_docs: int = 64, ksr: bool = True, options: DecodeOptions | None = None,
-    bar_position: int = 0,
+    bar_position: int = 0, subjects: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Top-k, perplexity and keystroke savings of ``lm``; ``subjects`` maps a document to its e-mail's subject."""
+    subjects = subjects or {}
     options = options or DecodeOptions()
     cache = PrefixStateCache(512 * 1024 * 1024)  # LRU: finished documents' entries age out
     total = DocScore()
@@ -168,14 +176,15 @@ def evaluate_neural(
     with tqdm(total=len(docs), unit="doc", desc=f"eval {lm.name}", file=sys.stderr, mininterval=5,
               position=bar_position) as bar:
         # batch_docs documents in flight; the next starts as soon as one is done.
-        gens = (_neural_document(lm, d, cache, options, ksr) for d in docs)
+        gens = (_neural_document(lm, d, cache, options, ksr, subjects.get(d, "")) for d in docs)
         for _, score in drive_stream(lm.module, gens, width=batch_docs, max_rows=1024):
             total.add(score)
             bar.update(1)
-    nll = piece_nll(lm, docs)
+    nll = piece_nll(lm, docs, subjects=subjects)
     summary = _summary(lm.name, docs, total, nll, time.time() - started, ksr)
     return {**summary, "beam": options.beam, "context_pieces": options.context_pieces,
-            "known_words": options.known_words and lm.lexicon is not None}
+            "known_words": options.known_words and lm.lexicon is not None,
+            "subject_read": bool(subjects) and lm.reads_subject}
 
 
 # ---------------------------------------------------------------------------- n-gram peer
@@ -243,7 +252,7 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged = summarize(results[0]["model"], sum(r["docs"] for r in results), ws_tokens, total, nll,
                        max(r["seconds"] for r in results), ksr_flags.pop())
     # How the figures were made: shards must agree.
-    for setting in ("precision", "beam", "context_pieces", "known_words"):
+    for setting in ("precision", "beam", "context_pieces", "known_words", "subject_read"):
         values = {r.get(setting) for r in results}
         if len(values) != 1:
             raise ValueError(f"shards disagree on {setting}: {sorted(map(str, values))}")
@@ -277,6 +286,11 @@ def load_docs(text: str | None, corpus: str | None, split: str, max_docs: int | 
     return sample_docs(docs, max_docs, seed)
 
 
+def load_subjects(corpus: str, split: str) -> dict[str, str]:
+    """Each e-mail's subject line by its text (a JSON-lines corpus's ``subject``; its texts are unique)."""
+    return {doc: subject for subject, doc in iter_subject_documents(corpus, split) if subject}
+
+
 def sample_docs(docs: list[str], max_docs: int | None, seed: int) -> list[str]:
     """The seeded sample :func:`load_docs` draws (all documents when there are few enough)."""
     if max_docs is not None and max_docs < len(docs):
@@ -288,6 +302,7 @@ def evaluate_path(
     model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
     threads: int | None = None, bar_position: int = 0, beam: int | None = None,
     context_pieces: int = DecodeOptions.context_pieces, known_words: bool = DecodeOptions.known_words,
+    subjects: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
@@ -300,14 +315,14 @@ def evaluate_path(
     lm = load_artifact(model_path, precision=precision)
     lm.name = Path(model_path).stem
     options = DecodeOptions(beam=beam or DecodeOptions.beam, context_pieces=context_pieces, known_words=known_words)
-    result = evaluate_neural(lm, docs, batch_docs, ksr, options, bar_position=bar_position)
+    result = evaluate_neural(lm, docs, batch_docs, ksr, options, bar_position=bar_position, subjects=subjects)
     return {**result, "precision": lm.precision}
 
 
 def evaluate_parallel(
     model_path: str, docs: list[str], jobs: int, batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
     threads: int | None = None, beam: int | None = None, context_pieces: int = DecodeOptions.context_pieces,
-    known_words: bool = DecodeOptions.known_words,
+    known_words: bool = DecodeOptions.known_words, subjects: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_path` over ``jobs`` worker processes, one shard each, merged exactly.
 
@@ -317,11 +332,12 @@ def evaluate_parallel(
     jobs = max(1, min(jobs, len(docs)))
     if jobs == 1:
         return evaluate_path(model_path, docs, batch_docs, ksr, precision, threads, beam=beam,
-                             context_pieces=context_pieces, known_words=known_words)
+                             context_pieces=context_pieces, known_words=known_words, subjects=subjects)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = [pool.submit(evaluate_path, model_path, part, batch_docs, ksr, precision, threads or 1, i, beam,
-                               context_pieces, known_words)
+                               context_pieces, known_words, {d: subjects[d] for d in part if d in subjects}
+                               if subjects else None)
                    for i, part in enumerate(balanced_shards(docs, jobs))]
         return merge_results([f.result() for f in futures])
 
@@ -363,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="propose any string the pieces spell, not only the model's lexicon (the server's default)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                         help="weights as the server would hold them (fp16: the artifact's serving form, the default)")
+    parser.add_argument("--subjects", action="store_true",
+                        help="a model that reads subjects reads each e-mail's subject first (JSON-lines corpora)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
@@ -378,14 +396,17 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--jobs must be >= 1")
         if args.beam is not None and args.beam < 1:
             parser.error("--beam must be >= 1")
+        if args.subjects and not args.corpus:
+            parser.error("--subjects reads a --corpus of e-mails (JSON lines with a 'subject')")
         try:
             docs = shard(load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed), args.shard)
+            subjects = load_subjects(args.corpus, args.split) if args.subjects else None
         except ValueError as exc:
             parser.error(str(exc))
         result = evaluate_parallel(args.model, docs, args.jobs, args.batch_docs, not args.no_ksr, args.precision,
-                                   args.threads, args.beam, args.context_pieces, not args.all_words)
+                                   args.threads, args.beam, args.context_pieces, not args.all_words, subjects)
         result["source"] = {"path": args.text or args.corpus, "split": args.split, "max_docs": args.max_docs,
-                            "seed": args.seed, "shard": args.shard}
+                            "seed": args.seed, "shard": args.shard, "subjects": args.subjects}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     if args.json:

@@ -44,7 +44,7 @@ from model.decoder import PhraseCalibration, PhraseCandidate, choose_phrase, nex
 from model.prefix_cache import PrefixStateCache, StepMemo
 from model.suggest import DecodeOptions, context_state, prompt_parts
 from model.text import WORD_CHARS, WORD_RE
-from training.evaluate import load_docs
+from training.evaluate import load_docs, load_subjects
 
 log = logging.getLogger("training.phrases")
 
@@ -100,11 +100,11 @@ def is_accepted(phrase: str, following: str) -> bool:
 
 def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: int, beam: int,
               min_logp: float, positions: str = "boundaries", conditioning: str = "first-piece",
-              known_words: bool = DecodeOptions.known_words) -> Decoding[list[list[Observed]]]:
+              known_words: bool = DecodeOptions.known_words, subject: str = "") -> Decoding[list[list[Observed]]]:
     found: list[list[Observed]] = []
     lexicon = lm.lexicon if known_words else None
     for typed, following in POSITIONS[positions](doc):
-        ids, fragment, require_space, _ = prompt_parts(lm, typed, DecodeOptions.context_pieces)
+        ids, fragment, require_space, _ = prompt_parts(lm, typed, DecodeOptions.context_pieces, subject)
         if not following.lstrip(" ").startswith(fragment):
             continue  # normalisation moved the word's start (rare): no place to compare with
         logp, state, _, _ = yield from context_state(lm, ids, cache)
@@ -122,14 +122,18 @@ def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: i
 
 def collect(lm: LanguageModel, docs: list[str], max_words: int = 5, beam: int = DecodeOptions.phrase_beam,
             batch_docs: int = 64, positions: str = "boundaries", conditioning: str = "first-piece",
-            known_words: bool = DecodeOptions.known_words) -> list[list[Observed]]:
+            known_words: bool = DecodeOptions.known_words,
+            subjects: dict[str, str] | None = None) -> list[list[Observed]]:
     """Candidates at every boundary (or keystroke inside a word) of ``docs``, documents batched
     as the evaluator does; ``conditioning`` says what a mid-word phrase is conditioned on,
-    ``known_words`` whether its words keep to the model's lexicon (as the server's do)."""
+    ``known_words`` whether its words keep to the model's lexicon (as the server's do),
+    ``subjects`` each document's e-mail subject (read by a model that reads subjects)."""
+    subjects = subjects or {}
     cache = PrefixStateCache(256 * 1024 * 1024)
     min_logp = math.log(COLLECT_MIN_P)
     out: list[list[list[Observed]]] = [[] for _ in docs]
-    gens = (_document(lm, d, cache, max_words, beam, min_logp, positions, conditioning, known_words) for d in docs)
+    gens = (_document(lm, d, cache, max_words, beam, min_logp, positions, conditioning, known_words,
+                      subjects.get(d, "")) for d in docs)
     with tqdm(total=len(docs), unit="doc", desc=f"phrases {lm.name}", file=sys.stderr, mininterval=5) as bar:
         for i, found in drive_stream(lm.module, gens, width=batch_docs, max_rows=1024):
             out[i] = found
@@ -297,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="what a mid-word phrase's probability is conditioned on (the server's: search)")
     parser.add_argument("--all-words", action="store_true",
                         help="phrases of any strings the pieces spell, not only the model's lexicon words (as served)")
+    parser.add_argument("--subjects", action="store_true",
+                        help="a model that reads subjects reads each e-mail's subject first (fit and eval)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="output stem: STEM.json, STEM_curve.png, STEM_reliability.png")
@@ -317,7 +323,9 @@ def main(argv: list[str] | None = None) -> None:
         fit_found: list[list[Observed]] = []
     else:
         fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
-        fit_found = collect(lm, fit_docs, args.max_words, args.beam, known_words=not args.all_words)
+        fit_subjects = load_subjects(args.fit_corpus or args.corpus, args.fit_split) if args.subjects else None
+        fit_found = collect(lm, fit_docs, args.max_words, args.beam, known_words=not args.all_words,
+                            subjects=fit_subjects)
         calibration = fit_platt([o for obs in fit_found for o in obs])
         log.info("calibration on %d boundaries of %s: %s", len(fit_found), args.fit_split, calibration)
     threshold = args.threshold
@@ -328,7 +336,8 @@ def main(argv: list[str] | None = None) -> None:
         fitted = set(fit_docs)
         eval_docs = [d for d in eval_docs if d not in fitted]
     found = collect(lm, eval_docs, args.max_words, args.beam, positions=args.positions,
-                    conditioning=args.conditioning, known_words=not args.all_words)
+                    conditioning=args.conditioning, known_words=not args.all_words,
+                    subjects=load_subjects(args.corpus, args.eval_split) if args.subjects else None)
     curve = [operating_point(found, calibration, t) for t in THRESHOLDS]
     at_default = operating_point(found, calibration, threshold)
     picks = [s for s in shown(found, calibration, 0.0) if s is not None]
@@ -349,6 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         "positions": args.positions,
         "conditioning": args.conditioning,
         "known_words": not args.all_words and lm.lexicon is not None,
+        "subject_read": args.subjects and lm.reads_subject,
         "calibration": asdict(calibration),
         "default_threshold": threshold,
         "at_default": at_default,

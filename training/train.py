@@ -77,6 +77,7 @@ class TrainConfig:
     max_passes: float | None = None  # budget in passes over the training text (a personal mailbox's)
     valid_per_mille: int = 10  # without a validation split: documents per thousand that validate
     sender: str | None = None  # mbox/maildir: train only on messages from these addresses
+    subject_per_mille: int = 0  # e-mails (JSON lines) per thousand read with their subject before the body
     eval_every: int = 500
     eval_tokens: int = 200_000
     seed: int = 1234
@@ -277,7 +278,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     spec = CorpusSpec(
         path=cfg.corpus, fmt=cfg.corpus_format, split=cfg.split, max_docs=cfg.max_docs, vocab_size=cfg.vocab_size,
         valid_split=cfg.valid_split, mix_path=cfg.mix_corpus, mix_docs=cfg.mix_docs,
-        valid_per_mille=cfg.valid_per_mille, sender=cfg.sender,
+        valid_per_mille=cfg.valid_per_mille, sender=cfg.sender, subject_per_mille=cfg.subject_per_mille,
     )
     data_dir = Path(cfg.data_dir)
     init = load_initial_weights(cfg.init_from) if cfg.init_from else None

@@ -186,7 +186,7 @@ async def _complete(body: CompleteRequest, request: Request, state: ServerState,
         raise HTTPException(503, f"not ready: {why}", headers={"Retry-After": "1"})
     engine = state.engines[name]
     try:
-        req = engine.submit(body.text, body.k, body.max_words, session)
+        req = engine.submit(body.text, body.k, body.max_words, session, body.subject)
     except Overloaded as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after)))}) from exc
     except (EngineStopped, EngineDead) as exc:
@@ -232,5 +232,6 @@ def _encode(name: str, answer: EngineResult) -> Response:
         "cache_hit": result.cache_hit,
         "typed_word_prob": result.typed_word_prob,
         "fragment_prob": result.fragment_prob,
+        "subject_read": result.subject_read,
     }
     return Response(to_json(body), media_type="application/json")

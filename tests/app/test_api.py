@@ -20,7 +20,7 @@ from app.schemas import CompleteResponse
 from model.artifact import load_artifact
 
 RESPONSE_FIELDS = {"model", "fragment", "suggestions", "completion", "timing_ms", "cache_hit", "typed_word_prob",
-                   "fragment_prob"}
+                   "fragment_prob", "subject_read"}
 LONG_TEXT = ("I think the movie was great. Honestly the plot was predictable. " * 80)[:4000]
 
 
@@ -123,6 +123,24 @@ async def _complete_with(start_app, make_settings, lm, body: dict, **settings) -
         r = await c.post("/v1/complete", json=body)
         assert r.status_code == 200, r.text
         return r.json()
+
+
+async def test_a_subject_is_read_by_a_model_that_reads_subjects_only(start_app, make_settings, gru_lm):
+    """The e-mail's subject is context for a model whose card says it reads one; the answer says whether it was."""
+    import dataclasses
+
+    reader = dataclasses.replace(gru_lm, card={**gru_lm.card, "reads_subject": True})
+    body = {"text": "I think the ", "k": 5}
+    plain = await _complete_with(start_app, make_settings, reader, body)
+    read = await _complete_with(start_app, make_settings, reader, {**body, "subject": "The acting"})
+    blank = await _complete_with(start_app, make_settings, reader, {**body, "subject": "  "})
+    ignored = await _complete_with(start_app, make_settings, gru_lm, {**body, "subject": "The acting"})
+    for answer in (plain, read, blank, ignored):
+        check_answer(answer, k=5)
+    assert read["subject_read"] and not plain["subject_read"] and not blank["subject_read"]
+    assert read["suggestions"] != plain["suggestions"] == blank["suggestions"]
+    assert not ignored["subject_read"]
+    assert [s["word"] for s in ignored["suggestions"]] == [s["word"] for s in plain["suggestions"]]
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 7, 10])
@@ -248,6 +266,9 @@ async def test_phrase_completion_below_threshold_is_null(start_app, make_setting
     pytest.param({"text": "a", "max_words": 9}, id="max_words-9"),
     pytest.param({"text": "a", "max_words": -1}, id="max_words-negative"),
     pytest.param({"text": "a", "temperature": 0.7}, id="extra-field"),
+    pytest.param({"text": "a", "subject": 3}, id="int-subject"),
+    pytest.param({"text": "a", "subject": None}, id="null-subject"),
+    pytest.param({"text": "a", "subject": "s" * 1001}, id="subject-over-1000-chars"),
 ])
 async def test_invalid_bodies_are_422(client, payload):
     check_error(await client.post("/v1/complete", json=payload), 422)
@@ -521,7 +542,7 @@ def test_answer_checks_catch_malformed_answers():
     movie = {"word": "movie", "prob": 0.5, "text": "vie"}
     good = {"model": "gru", "fragment": "mo", "suggestions": [movie],
             "completion": None, "timing_ms": {"queue": 0.1, "compute": 1.0, "total": 1.1}, "cache_hit": False,
-            "typed_word_prob": 0.01, "fragment_prob": 0.02}
+            "typed_word_prob": 0.01, "fragment_prob": 0.02, "subject_read": False}
     check_answer(good, k=1)
     untyped = {"word": "movie", "prob": 0.5, "text": " movie"}
     check_answer({**good, "fragment": "", "suggestions": [untyped], "typed_word_prob": 0.0, "fragment_prob": 1.0})

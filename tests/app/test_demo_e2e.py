@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import time
 
 import pytest
 
@@ -232,3 +233,21 @@ def test_demo_page_shows_api_errors(page):
     value = _type(page, "my ")
     _wait_answer(page, value)
     page.wait_for_function("() => document.getElementById('error').textContent === ''")
+
+
+def test_demo_page_sends_the_subject_and_asks_again_when_it_changes(page):
+    """The subject is context: each request carries it, and editing it asks again for the same text."""
+    sent: list[dict] = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/v1/complete") else None)
+    page.locator("#editor").click()
+    value = _type(page, "Thanks for the ")
+    _wait_answer(page, value)
+    assert sent and sent[-1]["subject"] == ""
+    asked = len(sent)
+    page.locator("#subject").press_sequentially("Budget")
+    deadline = time.monotonic() + 10
+    while sent[-1]["subject"] != "Budget" and time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # the debounce, then the request
+    assert len(sent) > asked
+    assert sent[-1] == {**sent[asked - 1], "subject": "Budget"}
+    assert page.eval_on_selector("#editor", "e => e.value") == value
