@@ -21,6 +21,7 @@ PUBLIC_CARD_KEYS = ("name", "format_version", "config", "parameters", "vocab_siz
 
 def public_card(card: dict) -> dict:
     public = {k: card[k] for k in PUBLIC_CARD_KEYS if k in card}
+    public["reads_subject"] = bool(card.get("reads_subject"))  # whether a request's subject is read (or ignored)
     data = card.get("data") or {}
     public["data"] = {"source": Path(str(data.get("source") or "")).name or None,
                       "train": data.get("train"), "valid": data.get("valid")}

@@ -663,6 +663,8 @@ async def test_models_serve_a_public_card_without_commands_or_paths(client, tiny
     listed = (await client.get("/v1/models")).text
     assert "command" not in listed and str(tiny_models["gru"].parent) not in listed
     assert "data_dir" not in listed
+    cards = [m["card"] for m in (await client.get("/v1/models")).json()["models"]]
+    assert [card["reads_subject"] for card in cards] == [False, False]  # a client can tell a subject is ignored
 
 
 # --------------------------------------------------------------------------- operators

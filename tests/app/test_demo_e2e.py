@@ -236,7 +236,18 @@ def test_demo_page_shows_api_errors(page):
 
 
 def test_demo_page_sends_the_subject_and_asks_again_when_it_changes(page):
-    """The subject is context: each request carries it, and editing it asks again for the same text."""
+    """A model that reads subjects gets a Subject field: each request carries it, and editing it asks again."""
+    assert page.locator("#subject-row").is_hidden()  # the tiny models do not read subjects: no field
+
+    def reads_subjects(route):
+        body = route.fetch().json()
+        for m in body["models"]:
+            m["card"]["reads_subject"] = True
+        route.fulfill(json=body)
+
+    page.route("**/v1/models", reads_subjects)
+    page.reload()
+    page.wait_for_function("() => !document.getElementById('subject-row').hidden")
     sent: list[dict] = []
     page.on("request", lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/v1/complete") else None)
     page.locator("#editor").click()

@@ -66,3 +66,4 @@ def test_keystrokes_under_one_subject_reuse_its_cached_context_and_another_subje
     other = ask("I think the movie was ", "Ending")
     assert not first.cache_hit and again.cache_hit and again.suggestions == first.suggestions
     assert not other.cache_hit
+
