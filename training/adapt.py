@@ -278,8 +278,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lexicon-min-count", type=int, default=DEFAULT_MIN_COUNT,
                         help="times a word of the corpus must appear to join the model's lexicon")
     parser.add_argument("--subject-per-mille", type=int, default=0,
-                        help="e-mails per thousand read with their subject line before the body (JSON lines "
-                             "with a 'subject'); the model then reads a request's subject (750 for e-mail)")
+                        help="e-mails per thousand read with their subject line before the body (mbox, maildir, "
+                             "JSON lines with a 'subject'); the model then reads a request's subject (e.g. 750)")
     parser.add_argument("--valid-split", default="auto", help="'auto': the corpus's dev split if it has one")
     parser.add_argument("--mix-corpus", default=None, help="another corpus to mix in (e.g. the reviews)")
     parser.add_argument("--mix-docs", type=int, default=0, help="documents of --mix-corpus to mix in")

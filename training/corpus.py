@@ -52,7 +52,7 @@ class CorpusSpec:
     shuffle_seed: int = 0
     sender: str | None = None  # mbox/maildir: only messages from these addresses (one's own mail)
     # E-mails per thousand (by content hash) read with their subject line just before the body
-    # (JSON lines with a ``subject``): the model learns to use a subject and to do without one.
+    # (mbox, maildir, JSON lines with a ``subject``): the model learns to use a subject and to do without one.
     subject_per_mille: int = 0
 
 
@@ -86,7 +86,7 @@ def _units(spec: CorpusSpec, split: str, stats: ReadStats, sender: str | None = 
         for doc in iter_documents(spec.path, spec.fmt, split, spec.blank_line_docs, stats, sender):
             yield [doc]
         return
-    for subject, doc in iter_subject_documents(spec.path, split, stats):
+    for subject, doc in iter_subject_documents(spec.path, split, stats, sender):
         with_subject = subject and zlib.crc32(doc.encode("utf-8")) % 1000 < spec.subject_per_mille
         yield [subject, doc] if with_subject else [doc]
 

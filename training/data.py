@@ -230,17 +230,37 @@ def read_jsonl_subjects(
             yield (subject_line(subject) if isinstance(subject, str) else ""), doc
 
 
-def iter_subject_documents(path: str | os.PathLike[str], split: str = "train",
-                           stats: ReadStats | None = None) -> Iterator[tuple[str, str]]:
-    """(subject line, document) pairs of a JSON-lines e-mail corpus (the subject "" where it has none)."""
+def iter_subject_documents(path: str | os.PathLike[str], split: str = "train", stats: ReadStats | None = None,
+                           sender: str | None = None) -> Iterator[tuple[str, str]]:
+    """(subject line, document) pairs of an e-mail corpus (the subject "" where it has none).
+
+    JSON lines with a ``subject`` field (their ``split``), or an mbox or maildir (each message's
+    ``Subject:``; ``sender`` as for :func:`iter_documents`).
+    """
     path = Path(path)
     _check_path(path)
-    if detect_format(path) != "jsonl":
-        raise CorpusError(f"{path}: subjects are read from JSON-lines e-mail corpora (a 'subject' field)")
+    fmt = detect_format(path)
+    if fmt not in ("jsonl", "mbox", "maildir"):
+        raise CorpusError(f"{path}: subjects are read from e-mail corpora (JSON lines with a 'subject', mbox, "
+                          f"maildir), not {fmt}")
     stats = stats if stats is not None else ReadStats()
-    yield from read_jsonl_subjects(path, stats, split=split)
+    if fmt == "jsonl":
+        yield from read_jsonl_subjects(path, stats, split=split)
+    else:
+        yield from _mail_documents(path, fmt, stats, sender)
     if stats.total_skipped:
         log.warning("%s: skipped %d records %s", path, stats.total_skipped, stats.skipped)
+
+
+def _mail_documents(path: Path, fmt: str, stats: ReadStats, sender: str | None) -> Iterator[tuple[str, str]]:
+    """(subject line, document) of each message of an mbox or maildir (from ``sender``, if given)."""
+    from training.email_text import read_maildir, read_mbox, senders_of
+
+    reader = read_mbox if fmt == "mbox" else read_maildir
+    for subject, body in reader(path, stats, senders_of(sender)):
+        doc = _emit(body, stats)
+        if doc is not None:
+            yield subject_line(subject), doc
 
 
 def iter_documents(
@@ -271,13 +291,8 @@ def iter_documents(
     elif fmt == "jsonl":
         yield from read_jsonl(path, stats, split=split)
     else:
-        from training.email_text import read_maildir, read_mbox, senders_of
-
-        reader = read_mbox if fmt == "mbox" else read_maildir
-        for body in reader(path, stats, senders_of(sender)):
-            doc = _emit(body, stats)
-            if doc is not None:
-                yield doc
+        for _, doc in _mail_documents(path, fmt, stats, sender):
+            yield doc
     if stats.total_skipped:
         log.warning("%s: skipped %d records %s", path, stats.total_skipped, stats.skipped)
 

@@ -218,7 +218,7 @@ def is_from(msg: Message, senders: frozenset[str]) -> bool:
 
 def _read_messages(
     box: mailbox.Mailbox, keys: list[str] | list[int], stats: ReadStats, senders: frozenset[str] = frozenset()
-) -> Iterator[str]:
+) -> Iterator[tuple[str, str]]:
     for key in keys:
         try:
             raw = box.get_bytes(key)
@@ -232,16 +232,18 @@ def _read_messages(
                 stats.skip("other_sender")
                 continue
             text = message_text(msg, stats)
+            subject = str(msg.get("Subject") or "")
         except Exception as exc:  # one malformed message must never stop a corpus read
             log.debug("message %s unparseable: %r", key, exc)
             stats.skip("unparseable")
             continue
         if text is not None:
-            yield text
+            yield subject, text
 
 
-def read_mbox(path: Path, stats: ReadStats, senders: frozenset[str] = frozenset()) -> Iterator[str]:
-    """Body text of each message of the mbox file ``path`` (only from ``senders``, if given), in file order."""
+def read_mbox(path: Path, stats: ReadStats, senders: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
+    """(subject, body text) of each message of the mbox file ``path`` (only from ``senders``, if given), in file
+    order."""
     from training.data import CorpusError
 
     path = Path(path)
@@ -260,9 +262,9 @@ def read_mbox(path: Path, stats: ReadStats, senders: frozenset[str] = frozenset(
         box.close()
 
 
-def read_maildir(path: Path, stats: ReadStats, senders: frozenset[str] = frozenset()) -> Iterator[str]:
-    """Body text of each message of the maildir ``path`` (cur/ and new/; only from ``senders``, if
-    given), sorted by key."""
+def read_maildir(path: Path, stats: ReadStats, senders: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
+    """(subject, body text) of each message of the maildir ``path`` (cur/ and new/; only from ``senders``,
+    if given), sorted by key."""
     from training.data import CorpusError
 
     path = Path(path)

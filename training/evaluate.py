@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                         help="weights as the server would hold them (fp16: the artifact's serving form, the default)")
     parser.add_argument("--subjects", action="store_true",
-                        help="a model that reads subjects reads each e-mail's subject first (JSON-lines corpora)")
+                        help="a model that reads subjects reads each e-mail's subject first (e-mail corpora)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args(argv)
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.beam is not None and args.beam < 1:
             parser.error("--beam must be >= 1")
         if args.subjects and not args.corpus:
-            parser.error("--subjects reads a --corpus of e-mails (JSON lines with a 'subject')")
+            parser.error("--subjects reads a --corpus of e-mails (JSON lines with a 'subject', mbox, maildir)")
         try:
             docs = shard(load_docs(args.text, args.corpus, args.split, args.max_docs, args.seed), args.shard)
             subjects = load_subjects(args.corpus, args.split) if args.subjects else None

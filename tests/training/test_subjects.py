@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import mailbox
+from email.message import EmailMessage
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +39,26 @@ def test_subjects_are_read_with_their_e_mails(tmp_path: Path) -> None:
     assert dict((body, subject) for subject, body in pairs)[f"{BODIES[5]} (5)"] == ""  # none is made up
     text = tmp_path / "t.txt"
     text.write_text("one document\n")
-    with pytest.raises(CorpusError, match="JSON-lines"):
+    with pytest.raises(CorpusError, match="e-mail corpora"):
         list(iter_subject_documents(text))
+
+
+def test_a_mailbox_gives_each_message_its_subject_and_keeps_to_the_sender(tmp_path: Path) -> None:
+    path = tmp_path / "all.mbox"
+    box = mailbox.mbox(path)
+    for sender, subject, body in (("me@a.org", "Lunch \t tomorrow", "Are you free for lunch tomorrow?"),
+                                  ("them@b.org", "Re: Lunch", "Yes, noon works for me."),
+                                  ("Me@A.org", None, "See you at noon then.")):
+        msg = EmailMessage()
+        msg["From"] = sender
+        if subject is not None:
+            msg["Subject"] = subject
+        msg.set_content(body)
+        box.add(msg)
+    box.close()
+    assert list(iter_subject_documents(path, sender="me@a.org")) == [
+        ("Subject: Lunch tomorrow", "Are you free for lunch tomorrow?"), ("", "See you at noon then.")]
+    assert len(list(iter_subject_documents(path))) == 3
 
 
 def test_the_stream_holds_eos_subject_line_eos_body(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
