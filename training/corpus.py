@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
+from model.text import subject_line
 from training.data import ReadStats, is_validation, iter_documents, iter_subject_documents
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,9 @@ def _units(spec: CorpusSpec, split: str, stats: ReadStats, sender: str | None = 
             yield [doc]
         return
     for subject, doc in iter_subject_documents(spec.path, split, stats, sender):
-        with_subject = subject and zlib.crc32(doc.encode("utf-8")) % 1000 < spec.subject_per_mille
-        yield [subject, doc] if with_subject else [doc]
+        line = subject_line(subject)
+        with_subject = line and zlib.crc32(doc.encode("utf-8")) % 1000 < spec.subject_per_mille
+        yield [line, doc] if with_subject else [doc]
 
 
 def mixed_documents(path: str, count: int) -> list[str]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from model.text import normalize_text, subject_line
+from model.text import normalize_text
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def read_jsonl(path: Path, stats: ReadStats, field_name: str = "text", split: st
 def read_jsonl_subjects(
     path: Path, stats: ReadStats, field_name: str = "text", split: str | None = None
 ) -> Iterator[tuple[str, str]]:
-    """(subject line, document) of each JSON line: its ``subject`` as :func:`subject_line` writes it, or ""."""
+    """(subject, document) of each JSON line: its ``subject`` normalised, or "" without one."""
     for record in _jsonl_records(path, stats, split):
         value = record.get(field_name)
         if not isinstance(value, str):
@@ -227,12 +227,14 @@ def read_jsonl_subjects(
         doc = _emit(value, stats)
         if doc is not None:
             subject = record.get("subject")
-            yield (subject_line(subject) if isinstance(subject, str) else ""), doc
+            yield (normalize_text(subject) if isinstance(subject, str) else ""), doc
 
 
 def iter_subject_documents(path: str | os.PathLike[str], split: str = "train", stats: ReadStats | None = None,
                            sender: str | None = None) -> Iterator[tuple[str, str]]:
-    """(subject line, document) pairs of an e-mail corpus (the subject "" where it has none).
+    """(subject, document) pairs of an e-mail corpus (the subject normalised, "" where it has none).
+
+    The subject as a person typed it: :func:`model.text.subject_line` makes it the line a model reads.
 
     JSON lines with a ``subject`` field (their ``split``), or an mbox or maildir (each message's
     ``Subject:``; ``sender`` as for :func:`iter_documents`).
@@ -253,14 +255,14 @@ def iter_subject_documents(path: str | os.PathLike[str], split: str = "train", s
 
 
 def _mail_documents(path: Path, fmt: str, stats: ReadStats, sender: str | None) -> Iterator[tuple[str, str]]:
-    """(subject line, document) of each message of an mbox or maildir (from ``sender``, if given)."""
+    """(subject, document) of each message of an mbox or maildir (from ``sender``, if given)."""
     from training.email_text import read_maildir, read_mbox, senders_of
 
     reader = read_mbox if fmt == "mbox" else read_maildir
     for subject, body in reader(path, stats, senders_of(sender)):
         doc = _emit(body, stats)
         if doc is not None:
-            yield subject_line(subject), doc
+            yield normalize_text(subject), doc
 
 
 def iter_documents(

@@ -287,7 +287,7 @@ def load_docs(text: str | None, corpus: str | None, split: str, max_docs: int | 
 
 
 def load_subjects(corpus: str, split: str) -> dict[str, str]:
-    """Each e-mail's subject line by its text (a JSON-lines corpus's ``subject``; its texts are unique)."""
+    """Each e-mail's subject (as typed, not yet a subject line) by its text (the corpus's texts are unique)."""
     return {doc: subject for subject, doc in iter_subject_documents(corpus, split) if subject}
 
 

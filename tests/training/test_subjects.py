@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import mailbox
@@ -14,10 +15,11 @@ import sentencepiece as spm
 
 from model.artifact import load_artifact
 from model.suggest import header_ids
+from model.text import subject_line
 from training.adapt import main as adapt_main
 from training.corpus import EOS_ID, CorpusSpec, prepare_corpus
 from training.data import CorpusError, iter_subject_documents
-from training.evaluate import piece_nll
+from training.evaluate import load_subjects, piece_nll
 
 BODIES = [f"Please send the {thing} report by {day}, thanks." for thing in ("budget", "trading", "legal", "gas")
           for day in ("Monday", "Friday", "noon")]
@@ -35,7 +37,7 @@ def _mail(path: Path, subjects: bool = True) -> Path:
 
 def test_subjects_are_read_with_their_e_mails(tmp_path: Path) -> None:
     pairs = list(iter_subject_documents(_mail(tmp_path / "m.jsonl.gz"), "train"))
-    assert pairs[0] == ("Subject: Re: budget report", "Please send the budget report by Monday, thanks. (0)")
+    assert pairs[0] == ("Re: budget report", "Please send the budget report by Monday, thanks. (0)")
     assert dict((body, subject) for subject, body in pairs)[f"{BODIES[5]} (5)"] == ""  # none is made up
     text = tmp_path / "t.txt"
     text.write_text("one document\n")
@@ -57,7 +59,7 @@ def test_a_mailbox_gives_each_message_its_subject_and_keeps_to_the_sender(tmp_pa
         box.add(msg)
     box.close()
     assert list(iter_subject_documents(path, sender="me@a.org")) == [
-        ("Subject: Lunch tomorrow", "Are you free for lunch tomorrow?"), ("", "See you at noon then.")]
+        ("Lunch tomorrow", "Are you free for lunch tomorrow?"), ("", "See you at noon then.")]
     assert len(list(iter_subject_documents(path))) == 3
 
 
@@ -71,10 +73,18 @@ def test_the_stream_holds_eos_subject_line_eos_body(tmp_path: Path, tiny_models:
     with_subject = sum(bool(subject) for subject, _ in pairs)
     assert summary["train"]["docs"] == len(pairs) and summary["train"]["with_subject"] == with_subject
     stream = np.load(tmp_path / "all" / "train.npy").tolist()
-    for subject, body in pairs:  # each e-mail, wherever the shuffle put it, with its subject just before it
-        expected = [EOS_ID, *sp.encode(subject), EOS_ID, *sp.encode(body)] if subject else [EOS_ID, *sp.encode(body)]
+    for subject, body in pairs:  # each e-mail, wherever the shuffle put it, with its subject line just before it
+        line = sp.encode(subject_line(subject))
+        expected = [EOS_ID, *line, EOS_ID, *sp.encode(body)] if subject else [EOS_ID, *sp.encode(body)]
         starts = [i for i in range(len(stream)) if stream[i : i + len(expected)] == expected]
         assert len(starts) == 1, (subject, body)
+    # The evaluator hands a model the subject as typed; it reads the very line its training text had.
+    base = load_artifact(tiny_models["gru"])
+    reader = dataclasses.replace(base, card={**base.card, "reads_subject": True})
+    subjects = load_subjects(str(corpus), "train")
+    for subject, body in pairs:
+        if subject:
+            assert header_ids(reader, subjects[body]) == [EOS_ID, *sp.encode(subject_line(subject)), EOS_ID]
     none = prepare_corpus(CorpusSpec(path=str(corpus), valid_split="dev"), tmp_path / "none", tokenizer)
     assert "with_subject" not in none["train"]
     assert none["train"]["pieces"] < summary["train"]["pieces"]
