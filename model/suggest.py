@@ -69,16 +69,17 @@ class SuggestResult:
 
 
 def prompt_parts(
-    lm: LanguageModel, text: str, context_pieces: int, subject: str = ""
+    lm: LanguageModel, text: str, context_pieces: int, head: list[int] | None = None
 ) -> tuple[list[int], str, bool, str]:
     """(context ids the network reads, header included; fragment; require_space; normalised prompt).
 
-    The text's ids are cut to the last ``context_pieces`` (:func:`context_window`; 0 keeps them all).
+    ``head`` is what is read before the text (:func:`header_ids`; EOS alone by default). The text's
+    ids are cut to the last ``context_pieces`` (:func:`context_window`; 0 keeps them all).
     """
     prompt = normalize_prompt(text)
     context, fragment = split_fragment(prompt)
     require_space = context == "" or context.endswith(" ")
-    head = header_ids(lm, subject)
+    head = head or [lm.eos_id]
     ids = [*head, *lm.tokenizer.encode(context.rstrip(" "))]
     return context_window(ids, lm.tokenizer.word_start, context_pieces, len(head)), fragment, require_space, prompt
 
@@ -169,7 +170,8 @@ def suggest(
 
     ``subject``: the e-mail's subject, read before the text by a model that learnt to (:func:`header_ids`).
     """
-    ids, fragment, require_space, _ = prompt_parts(lm, text, options.context_pieces, subject)
+    head = header_ids(lm, subject)
+    ids, fragment, require_space, _ = prompt_parts(lm, text, options.context_pieces, head)
     logp, state, prefilled, hit = yield from context_state(lm, ids, cache, options.prefill_chunk, scope)
     memo = StepMemo(cache, ids, scope) if cache is not None else None
     lexicon = lm.lexicon if options.known_words else None
@@ -192,5 +194,4 @@ def suggest(
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
     insertions = [insertion_text(word, fragment, require_space, word in found.spaced) for word, _ in found.words]
     return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob,
-                         fragment_prob=math.exp(given), insertions=insertions,
-                         subject_read=bool(subject) and lm.reads_subject and bool(subject_line(subject)))
+                         fragment_prob=math.exp(given), insertions=insertions, subject_read=len(head) > 1)

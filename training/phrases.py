@@ -42,7 +42,7 @@ from model.artifact import LanguageModel, load_artifact, update_card
 from model.batching import Decoding, drive_stream
 from model.decoder import PhraseCalibration, PhraseCandidate, choose_phrase, next_words, phrase_candidates
 from model.prefix_cache import PrefixStateCache, StepMemo
-from model.suggest import DecodeOptions, context_state, prompt_parts
+from model.suggest import DecodeOptions, context_state, header_ids, prompt_parts
 from model.text import WORD_CHARS, WORD_RE
 from training.evaluate import load_docs, load_subjects
 
@@ -103,8 +103,9 @@ def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: i
               known_words: bool = DecodeOptions.known_words, subject: str = "") -> Decoding[list[list[Observed]]]:
     found: list[list[Observed]] = []
     lexicon = lm.lexicon if known_words else None
+    head = header_ids(lm, subject)
     for typed, following in POSITIONS[positions](doc):
-        ids, fragment, require_space, _ = prompt_parts(lm, typed, DecodeOptions.context_pieces, subject)
+        ids, fragment, require_space, _ = prompt_parts(lm, typed, DecodeOptions.context_pieces, head)
         if not following.lstrip(" ").startswith(fragment):
             continue  # normalisation moved the word's start (rare): no place to compare with
         logp, state, _, _ = yield from context_state(lm, ids, cache)

@@ -77,7 +77,7 @@ class TrainConfig:
     max_passes: float | None = None  # budget in passes over the training text (a personal mailbox's)
     valid_per_mille: int = 10  # without a validation split: documents per thousand that validate
     sender: str | None = None  # mbox/maildir: train only on messages from these addresses
-    subject_per_mille: int = 0  # e-mails (JSON lines) per thousand read with their subject before the body
+    subject_per_mille: int = 0  # e-mails per thousand read with their subject line before the body
     eval_every: int = 500
     eval_tokens: int = 200_000
     seed: int = 1234

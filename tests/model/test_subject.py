@@ -35,8 +35,8 @@ def test_only_a_model_that_reads_subjects_gets_the_subject_line(gru_lm, reader):
 
 def test_a_long_text_is_cut_but_its_subject_is_kept(reader):
     text = "I think the movie was great and the acting was good, but the ending was weak. " * 8
-    ids, _, _, _ = prompt_parts(reader, text, 24, subject="Weekend plans")
     head = header_ids(reader, "Weekend plans")
+    ids, _, _, _ = prompt_parts(reader, text, 24, head)
     assert ids[: len(head)] == head
     assert len(ids) - len(head) <= 24
     assert ids == context_window([*head, *reader.tokenizer.encode(text.rstrip())], reader.tokenizer.word_start, 24,
