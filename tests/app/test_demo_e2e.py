@@ -5,8 +5,8 @@ small test models) with the ``playwright`` Python package and the system Chromiu
 package ``chromium``; never ``playwright install``). The models are tiny and near-random, so
 nothing here asserts particular words, only behaviour: ghost text and chips appear, Tab inserts
 exactly the ghost text, Escape dismisses, the ghost hides when the caret leaves the end, a chip
-replaces the typed fragment, the model switch changes which backend answers, the live stats
-panel fills in, and API errors are shown.
+replaces the typed fragment (and punctuation typed next takes the place of its space), the model
+switch changes which backend answers, the live stats panel fills in, and API errors are shown.
 
 Run:  .venv/bin/python -m pytest -m e2e tests/app/test_demo_e2e.py
 """
@@ -184,6 +184,12 @@ def test_demo_page_compose_flow(page):
     snap = page.evaluate(SNAPSHOT)
     assert snap["value"] == value + text + " ", (value, text, snap["value"])
     value = snap["value"]
+
+    # 5c. Punctuation typed next takes the place of the space the chip added ("enron" + "." is
+    # "enron.", not "enron ."); the next keystroke after that is typed as it comes.
+    value = _type(page, ", ")
+    assert value == snap["value"][:-1] + ", ", (snap["value"], value)
+    _wait_answer(page, value)
 
     # 6. Switch to LSTM and type more: a new answer for the new text comes from the LSTM backend.
     page.select_option("#model", "lstm")
