@@ -295,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target-exact-match", type=float, default=0.55)
     parser.add_argument("--fit-seed", type=int, default=1, help="sample seed of the fit documents")
     parser.add_argument("--keep-calibration", action="store_true", help="use the card's calibration, fit nothing")
+    parser.add_argument("--not-on-fit-docs", action="store_true",
+                        help="with --keep-calibration: leave out the eval documents the fit sample holds, as a "
+                             "fitted run does, so that the two report on the same documents")
     parser.add_argument("--write-card", action="store_true", help="store the calibration in the artifact's card")
     parser.add_argument("--positions", choices=tuple(POSITIONS), default="boundaries",
                         help="inside: every keystroke inside a word, reported with --keep-calibration")
@@ -322,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep_calibration:
         calibration = PhraseCalibration.from_card(lm.card)
         fit_found: list[list[Observed]] = []
+        if args.not_on_fit_docs:
+            fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
     else:
         fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
         fit_subjects = load_subjects(args.fit_corpus or args.corpus, args.fit_split) if args.subjects else None
@@ -333,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     if threshold is None:
         threshold = choose_threshold(fit_found, calibration, args.target_exact_match) if fit_found else 0.5
     eval_docs = _sample(args.corpus, args.eval_split, args.eval_docs, args.seed)
-    if not args.keep_calibration:  # never report on a document the calibration was fitted on
+    if fit_docs:  # never report on a document the calibration was fitted on
         fitted = set(fit_docs)
         eval_docs = [d for d in eval_docs if d not in fitted]
     found = collect(lm, eval_docs, args.max_words, args.beam, positions=args.positions,

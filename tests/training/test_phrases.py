@@ -119,3 +119,25 @@ def test_operating_point_counts_coverage_and_exact_match():
     assert point["coverage"] == 0.5 and point["exact_match"] == 0.5 and point["mean_words"] == 1.5
     assert point["exact_match_at_words"] == {"1": {"shown": 1, "exact_match": 1.0},
                                              "2": {"shown": 1, "exact_match": 0.0}}
+
+
+def test_a_kept_calibration_can_leave_out_the_fit_documents(tmp_path, tiny_models):
+    """With --not-on-fit-docs a run on the card's calibration reports on the documents a fitted run does."""
+    import gzip
+    import json
+
+    from training.phrases import main as phrases_main
+
+    shared = ["Please send the budget report by Monday.", "The meeting is moved to Friday at noon."]
+    records = [{"split": "dev", "text": t} for t in shared]
+    records += [{"split": "test", "text": t} for t in [*shared, "Thanks for the gas numbers, see you then."]]
+    corpus = tmp_path / "mail.jsonl.gz"
+    with gzip.open(corpus, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in records)
+    docs = {}
+    for flags in ([], ["--not-on-fit-docs"]):
+        out = tmp_path / f"run{len(flags)}"
+        phrases_main(["--model", str(tiny_models["gru"]), "--corpus", str(corpus), "--keep-calibration",
+                      "--fit-docs", "2", "--threshold", "0.4", "--out", str(out), *flags])
+        docs[bool(flags)] = json.loads(out.with_suffix(".json").read_text())["eval_docs"]
+    assert docs == {False: 3, True: 1}
