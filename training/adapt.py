@@ -61,6 +61,8 @@ DEFAULT_AVERAGE_LAST = 4
 CORPUS_RECIPE: dict[str, Any] = {"lr": DEFAULT_LR, "minutes": 40.0, "max_passes": None,
                                  "warmup_steps": DEFAULT_WARMUP_STEPS, "eval_every": 250, "eval_tokens": 120_000,
                                  "valid_per_mille": 10}
+#: e-mails per thousand with their subject, for a subject-reading base whose card does not say
+DEFAULT_SUBJECT_PER_MILLE = 750
 #: One person's mail (``--personal``: a few hundred e-mails, a minute or two on a laptop CPU),
 #: chosen on three Enron senders' dev mail (docs/models.md, "Adapting to one person's mail"):
 #: a gentler peak, a budget in passes rather than minutes, validation often enough to keep the
@@ -222,9 +224,23 @@ def adapted_lexicon(base: LanguageModel, corpus: str, split: str, min_count: int
     return base.lexicon | own, {**about, "sources": sources, "base_words": len(base.lexicon)}
 
 
+def inherited_subject_per_mille(card: dict[str, Any]) -> int:
+    """A base that reads subjects keeps reading them: its new text gets the layout it was taught.
+
+    Without this, a personal model adapted from a subject-reading e-mail model would train on
+    bodies alone yet still be served its writer's subjects (its card inherits ``reads_subject``).
+    """
+    if not card.get("reads_subject"):
+        return 0
+    learnt = ((card.get("lineage") or {}).get("data") or {}).get("subject_per_mille")
+    return int(learnt) if learnt else DEFAULT_SUBJECT_PER_MILLE
+
+
 def adapt(args: argparse.Namespace) -> dict[str, Any]:
     """Run the adaptation and export the best checkpoint as ``args.out``; return its card."""
     base = load_artifact(args.base)
+    if args.subject_per_mille is None:
+        args.subject_per_mille = inherited_subject_per_mille(base.card)
     cfg = build_config(args, base.card["config"])
     budget = ", ".join(f"{value} {unit}" for value, unit in ((cfg.max_minutes, "min"), (cfg.max_tokens, "tokens"),
                                                            (cfg.max_passes, "passes")) if value)
@@ -277,9 +293,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "out of a whole-mailbox export")
     parser.add_argument("--lexicon-min-count", type=int, default=DEFAULT_MIN_COUNT,
                         help="times a word of the corpus must appear to join the model's lexicon")
-    parser.add_argument("--subject-per-mille", type=int, default=0,
+    parser.add_argument("--subject-per-mille", type=int, default=None,
                         help="e-mails per thousand read with their subject line before the body (mbox, maildir, "
-                             "JSON lines with a 'subject'); the model then reads a request's subject (e.g. 750)")
+                             "JSON lines with a 'subject'); the model then reads a request's subject (e.g. 750; "
+                             "default: the base's own, 0 for a base that reads none)")
     parser.add_argument("--valid-split", default="auto", help="'auto': the corpus's dev split if it has one")
     parser.add_argument("--mix-corpus", default=None, help="another corpus to mix in (e.g. the reviews)")
     parser.add_argument("--mix-docs", type=int, default=0, help="documents of --mix-corpus to mix in")

@@ -120,6 +120,23 @@ def test_an_adapted_model_that_read_subjects_says_so_and_is_scored_on_its_text_o
     assert read == pytest.approx(float(nll[len(head) - 1 :].sum()), rel=1e-4)
 
 
+def test_a_model_adapted_from_a_subject_reader_goes_on_reading_subjects(tmp_path: Path,
+                                                                       tiny_models: dict[str, Path]) -> None:
+    corpus = _mail(tmp_path / "m.jsonl.gz")
+    reader = tmp_path / "reader.pt"
+    common = ["--corpus", str(corpus), "--dry-run", "--threads", "1", "--personal"]
+    adapt_main(["--from", str(tiny_models["gru"]), "--out", str(reader), "--work-dir", str(tmp_path / "w0"),
+                *common, "--subject-per-mille", "500"])
+    personal = tmp_path / "me.pt"
+    adapt_main(["--from", str(reader), "--out", str(personal), "--work-dir", str(tmp_path / "w1"), *common])
+    data = load_artifact(personal).card["lineage"]["data"]
+    assert data["subject_per_mille"] == 500 and data["train"]["with_subject"] > 0  # the layout it is served with
+    opted_out = tmp_path / "bodies.pt"
+    adapt_main(["--from", str(reader), "--out", str(opted_out), "--work-dir", str(tmp_path / "w2"), *common,
+                "--subject-per-mille", "0"])
+    assert load_artifact(opted_out).card["lineage"]["data"]["train"].get("with_subject", 0) == 0
+
+
 def test_the_evaluator_reads_subjects_when_asked(tmp_path: Path, tiny_models: dict[str, Path], capsys) -> None:
     from training.evaluate import main as evaluate_main
 
