@@ -3,7 +3,8 @@
 # e-mails' subjects, on the test split: top-1 on all of it, keystroke savings on the seeded 400,
 # ghost text at word boundaries. Two lanes of one torch thread; from the repo root:
 #   training/subject_eval.sh runs/subject/gru-email.pt
-# The calibration is fitted on the dev split read as served (with subjects) and written to the card.
+# The calibration is fitted on the dev split read as served (with subjects) and written to the card;
+# ghost text without a subject is then measured on the same test e-mails with that calibration.
 set -ex
 model=$1
 name=$(basename "$model" .pt)
@@ -23,7 +24,7 @@ $PY -m training.phrases --model "$model" --corpus $EMAIL --fit-split dev --fit-d
 lane "" &
 wait
 lane --subjects &
-$PY -m training.phrases --model "$model" --corpus $EMAIL --eval-split test --keep-calibration --threshold 0.4 --threads 1 \
-    --out "$R/phrases_${name}" &
+$PY -m training.phrases --model "$model" --corpus $EMAIL --fit-split dev --fit-docs 500 --eval-split test \
+    --keep-calibration --not-on-fit-docs --threshold 0.4 --threads 1 --out "$R/phrases_${name}" &
 wait
 echo "$name done"
