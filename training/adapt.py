@@ -258,7 +258,7 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     extra = {"lineage": {**lineage(args, cfg, ckpt, base.card), "weight_averaging": averaging,
                          "base_val_loss": round(before, 4)},
              "name": Path(args.out).stem}
-    if cfg.subject_per_mille or base.card.get("reads_subject"):
+    if cfg.subject_per_mille:  # a reader's own default (inherited_subject_per_mille), unless opted out
         # The server puts a request's subject line before its text only for a model that learnt to read one.
         extra["reads_subject"] = True
     if args.sender:  # the card describes the model, not whose mail it read: no address in it

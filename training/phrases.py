@@ -322,13 +322,12 @@ def main(argv: list[str] | None = None) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
 
     fit_docs: list[str] = []
+    if not args.keep_calibration or args.not_on_fit_docs:
+        fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
     if args.keep_calibration:
         calibration = PhraseCalibration.from_card(lm.card)
         fit_found: list[list[Observed]] = []
-        if args.not_on_fit_docs:
-            fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
     else:
-        fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
         fit_subjects = load_subjects(args.fit_corpus or args.corpus, args.fit_split) if args.subjects else None
         fit_found = collect(lm, fit_docs, args.max_words, args.beam, known_words=not args.all_words,
                             subjects=fit_subjects)

@@ -135,6 +135,7 @@ def test_a_model_adapted_from_a_subject_reader_goes_on_reading_subjects(tmp_path
     adapt_main(["--from", str(reader), "--out", str(opted_out), "--work-dir", str(tmp_path / "w2"), *common,
                 "--subject-per-mille", "0"])
     assert load_artifact(opted_out).card["lineage"]["data"]["train"].get("with_subject", 0) == 0
+    assert load_artifact(personal).reads_subject and not load_artifact(opted_out).reads_subject
 
 
 def test_the_evaluator_reads_subjects_when_asked(tmp_path: Path, tiny_models: dict[str, Path], capsys) -> None:
