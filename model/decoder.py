@@ -193,6 +193,7 @@ def next_words(
     max_pieces: int = 10,
     memo: StepMemo | None = None,
     lexicon: Lexicon | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> Decoding[NextWords]:
     """Top-``k`` whole next words as ``(word, log-probability)``, best first (see :class:`NextWords`).
 
@@ -204,6 +205,9 @@ def next_words(
     ``lexicon`` other strings are never proposed nor counted among the ``k`` that end the search,
     and a word under ``NEGLIGIBLE_LOGP`` of the likeliest string finished is not proposed: the
     search ends once nothing open reaches that (such a word is not worth a slot, nor the steps).
+    ``exclude`` are words the text is known not to be, though the network may expect them: never
+    proposed, and the probability the search finds for them is taken out of ``fragment_logp``,
+    so the rest are conditioned on the text being another word (see :func:`without_mass`).
 
     A beam step keeps the ``beam`` best (hypothesis, piece) pairs. It takes them from each
     hypothesis's own best allowed pieces, which is the same set as the best of all pairs:
@@ -212,6 +216,7 @@ def next_words(
     finals: dict[str, float] = {}
     forms: dict[tuple[str, bool], float] = {}  # (word, spelled with a leading space) -> log-probability
     typed: float | None = None
+    excluded: float | None = None  # log P(the next word is one of ``exclude``), as far as the search reached
     likeliest = NEG_INF  # the best finished string of any kind (a lexicon's search stops relative to it)
     hyps = [_Hyp("", 0.0)]
     root = memo.get(()) if memo is not None else None
@@ -223,6 +228,9 @@ def next_words(
             ends = _word_ends(tok, [nodes[i] for i in finishing])
             for i, end in zip(finishing, ends, strict=True):
                 word = hyps[i].word
+                if word in exclude:
+                    excluded = _logaddexp(excluded, hyps[i].score + end)
+                    continue
                 likeliest = max(likeliest, hyps[i].score + end)
                 if len(word) == len(fragment):  # the typed text itself: not a proposal
                     typed = _logaddexp(typed, hyps[i].score + end)
@@ -251,8 +259,20 @@ def next_words(
     if lexicon is not None:
         ranked = [(word, score) for word, score in ranked if score >= likeliest + NEGLIGIBLE_LOGP]
     given = fragment_logp(tok, reached, fragment, require_space) if fragment else 0.0
+    if excluded is not None:
+        given = without_mass(given, excluded)
     spaced = frozenset(w for w, _ in ranked[:k] if forms.get((w, True), NEG_INF) >= forms.get((w, False), NEG_INF))
     return NextWords(ranked[:k], typed, given, spaced)
+
+
+def without_mass(total: float, part: float) -> float:
+    """log(exp(total) - exp(part)): what is left of a probability mass once a part is ruled out.
+
+    A part that is (numerically) all of it leaves ``total``: nothing is left to condition on.
+    """
+    if part >= total - 1e-9:
+        return total
+    return total + math.log1p(-math.exp(part - total))
 
 
 def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], fragment: str, require_space: bool,
@@ -467,6 +487,7 @@ def phrase_candidates(
     min_logp: float = NEG_INF,
     given: float | None = None,
     lexicon: Lexicon | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> Decoding[list[PhraseCandidate]]:
     """Every place the best phrase continuations could stop, with its exact probability.
 
@@ -478,11 +499,13 @@ def phrase_candidates(
     the text starting with it: on ``given``, log P(it does) (the next-word search's
     :func:`fragment_logp`), or else on the mass of the first pieces that agree with it, a looser
     bound. Hypotheses below ``min_logp`` are dropped (they can only fall). With a ``lexicon``, a
-    phrase with a word outside it is never a candidate.
+    phrase with a word outside it is never a candidate. A first word in ``exclude`` is never
+    finished (only longer words that start with it go on); ``given`` should then be the
+    next-word search's, which leaves its probability out.
     """
     printable, sentence_end = tok.printable, tok.sentence_end
     found: dict[str, PhraseCandidate] = {}
-    if not fragment:
+    if given is None and not fragment:
         given = 0.0  # log P(the continuation agrees with the fragment), conditioned away below
     elif given is None:
         first = _allowed(tok, True, fragment, require_space)
@@ -490,8 +513,8 @@ def phrase_candidates(
     min_logp = min_logp + given if min_logp > NEG_INF else NEG_INF
 
     def add(text: str, score: float, n_words: int, at_sentence_end: bool) -> None:
-        if text.lstrip(" ") == fragment:
-            return  # only what is already typed: nothing to show
+        if text.lstrip(" ") == fragment or text.lstrip(" ") in exclude:
+            return  # only what is already typed, or a word the text is known not to be: nothing to show
         if lexicon is not None and not all(w in lexicon for w in words(text)):
             return
         old = found.get(text)
@@ -512,6 +535,9 @@ def phrase_candidates(
             n_words = len(words(hyp.text))
             if i in end_of:
                 add(hyp.text, hyp.score + end_of[i], n_words, False)
+            if hyp.word in exclude:  # it may only grow into a longer word
+                masks.append(tok.continuation)
+                continue
             in_word = hyp.text[-1].isalnum()
             # Budget spent: only the current word may still grow.
             masks.append((tok.continuation if in_word else torch.zeros_like(printable))
@@ -568,6 +594,7 @@ def complete_phrase(
     threshold: float,
     given: float | None = None,
     lexicon: Lexicon | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> Decoding[tuple[str, float] | None]:
     """The phrase to show ``(surface text, confidence)``, or ``None`` if no phrase finished.
 
@@ -575,10 +602,10 @@ def complete_phrase(
     fragment; the caller strips what the user already typed. ``confidence`` is the calibrated
     probability that the writer types exactly this text next (see :class:`PhraseCalibration`).
     ``given`` is what the probabilities are conditioned on inside a word, ``lexicon`` the words
-    it may use (:func:`phrase_candidates`).
+    it may use, ``exclude`` first words it may not (:func:`phrase_candidates`).
     """
     min_logp = calibration.min_logp(threshold, max_words)
     candidates = yield from phrase_candidates(tok, logp, state, fragment, require_space, max_words, beam, memo,
-                                              min_logp, given, lexicon)
+                                              min_logp, given, lexicon, exclude)
     chosen = choose_phrase(candidates, calibration, threshold)
     return None if chosen is None else (chosen[0].text, chosen[1])

@@ -42,7 +42,7 @@ from model.artifact import LanguageModel, load_artifact, update_card
 from model.batching import Decoding, drive_stream
 from model.decoder import PhraseCalibration, PhraseCandidate, choose_phrase, next_words, phrase_candidates
 from model.prefix_cache import PrefixStateCache, StepMemo
-from model.suggest import DecodeOptions, context_state, header_ids, prompt_parts
+from model.suggest import DecodeOptions, context_state, header_ids, prompt_parts, unread_header_words
 from model.text import WORD_CHARS, WORD_RE
 from training.evaluate import load_docs, load_subjects
 
@@ -110,12 +110,17 @@ def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: i
             continue  # normalisation moved the word's start (rare): no place to compare with
         logp, state, _, _ = yield from context_state(lm, ids, cache)
         given = None
-        if conditioning == "search" and fragment:  # as the server does: the next-word search's fragment_logp
+        exclude = unread_header_words(lm, ids)
+        # As the server does: conditioned on the next-word search's fragment_logp, which also
+        # leaves out the words the text cannot start with.
+        if (conditioning == "search" and fragment) or exclude:
             words = yield from next_words(lm.tokenizer, logp, state, fragment, require_space, k=3,
-                                          beam=DecodeOptions.beam, memo=StepMemo(cache, ids), lexicon=lexicon)
+                                          beam=DecodeOptions.beam, memo=StepMemo(cache, ids), lexicon=lexicon,
+                                          exclude=exclude)
             given = words.fragment_logp
         candidates: list[PhraseCandidate] = yield from phrase_candidates(
-            lm.tokenizer, logp, state, fragment, require_space, max_words, beam, None, min_logp, given, lexicon)
+            lm.tokenizer, logp, state, fragment, require_space, max_words, beam, None, min_logp, given, lexicon,
+            exclude)
         found.append([Observed(c.words, c.logp, c.sentence_end, is_accepted(c.text, following))
                       for c in candidates])
     return found

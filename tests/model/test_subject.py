@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from pathlib import Path
 
 import pytest
 
+from model.artifact import load_artifact
 from model.batching import drive
+from model.decoder import PhraseCalibration
 from model.prefix_cache import PrefixStateCache
-from model.suggest import SUBJECT_PIECES, DecodeOptions, context_window, header_ids, prompt_parts, suggest
+from model.suggest import (
+    HEADER_WORDS,
+    SUBJECT_PIECES,
+    DecodeOptions,
+    context_state,
+    context_window,
+    header_ids,
+    prompt_parts,
+    suggest,
+    unread_header_words,
+)
 from model.text import subject_line
 
 
@@ -67,3 +81,49 @@ def test_keystrokes_under_one_subject_reuse_its_cached_context_and_another_subje
     assert not first.cache_hit and again.cache_hit and again.suggestions == first.suggestions
     assert not other.cache_hit
 
+
+
+def test_a_word_ruled_out_is_never_proposed_and_the_rest_are_renormalised(gru_lm):
+    """The decoder's ``exclude``: what a subject reader needs at the start of a text sent without one."""
+    from model.decoder import complete_phrase, next_words
+
+    logp, state = drive(gru_lm.module, [context_state(gru_lm, [gru_lm.eos_id], None)])[0][:2]
+
+    def search(exclude: frozenset[str], k: int = 6):
+        return drive(gru_lm.module, [next_words(gru_lm.tokenizer, logp, state, "", True, k, 8, exclude=exclude)])[0]
+
+    full = search(frozenset())
+    top, p_top = full.words[0][0], math.exp(full.words[0][1])
+    ruled = search(frozenset({top}))
+    assert top not in dict(ruled.words)
+    assert ruled.fragment_logp == pytest.approx(math.log1p(-p_top))
+    for word, logp_word in ruled.words[:3]:
+        assert logp_word == pytest.approx(dict(full.words)[word])  # the same words, conditioned anew below
+    phrase = drive(gru_lm.module, [complete_phrase(gru_lm.tokenizer, logp, state, "", True, 3, 4, None,
+                                                   PhraseCalibration(), 0.0, ruled.fragment_logp, None,
+                                                   frozenset({top}))])[0]
+    assert phrase is not None and phrase[0].strip() != top and phrase[0].split()[0] != top
+
+
+def test_only_the_start_of_a_text_without_a_subject_rules_out_the_subject_line(gru_lm, reader):
+    assert unread_header_words(reader, [reader.eos_id]) == HEADER_WORDS == frozenset({"Subject"})
+    assert unread_header_words(gru_lm, [gru_lm.eos_id]) == frozenset()
+    assert unread_header_words(reader, [reader.eos_id, *reader.tokenizer.encode("Hi")]) == frozenset()
+    assert unread_header_words(reader, header_ids(reader, "Budget")) == frozenset()
+
+
+BUNDLED_EMAIL = Path(__file__).resolve().parents[2] / "model" / "artifacts" / "gru-email.pt"
+
+
+@pytest.mark.skipif(not BUNDLED_EMAIL.is_file(), reason="bundled artifact not present")
+def test_the_default_model_never_opens_an_e_mail_with_the_subject_line():
+    """Without the rule, an empty e-mail with no subject got "Subject" first at 65%, and as ghost text."""
+    lm = load_artifact(BUNDLED_EMAIL)
+    assert lm.reads_subject
+    empty, typed_s = drive(lm.module, [suggest(lm, "", 5, 5), suggest(lm, "S", 5, 5)])
+    for result in (empty, typed_s):
+        assert "Subject" not in [w for w, _ in result.suggestions]
+        assert result.completion is None or not result.completion[0].strip().startswith("Subject")
+    assert empty.fragment_prob == 1.0 and sum(p for _, p in empty.suggestions) < 1.0
+    assert {"I", "Hi"} & {w for w, _ in empty.suggestions}
+    assert 0 < typed_s.fragment_prob < 0.2  # P(an e-mail starts with "S"), not the subject line's 65%
