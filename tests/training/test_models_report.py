@@ -72,3 +72,15 @@ def test_personal_table_sets_each_sender_s_model_beside_its_base(tmp_path: Path,
     main(["--personal", str(results)])
     out = capsys.readouterr().out
     assert "| lee-a (805) | `gru-email-without-lee-a` | base | 20.0% | 30.0% |" in out and "`gru-email` |" not in out
+
+
+def test_the_email_table_sets_a_subject_reader_s_row_with_its_subject_beside_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    email = tmp_path / "email"
+    email.mkdir()
+    for name, top1 in (("gru-email_test", 0.2225), ("gru-email_test_subject", 0.2236)):
+        (email / f"{name}.json").write_text(json.dumps({"top1": top1, "top3": 0.35, "word_ppl": 380.0}))
+    main(["--email", str(email)])
+    out = capsys.readouterr().out
+    assert out.index("| GRU e-mail | 22.2% |") < out.index("| GRU e-mail, with the subject | 22.4% |")
+    assert "LSTM e-mail" not in out  # no file, no row
