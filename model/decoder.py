@@ -180,6 +180,9 @@ class NextWords:
     # ends without a space leaves it open: after "Mr." the word is " Lay", after "john@" it is
     # "enron", attached; a client needs it to insert the word.
     spaced: frozenset[str] = frozenset()
+    # log P(the next word is none of the search's ``exclude``) (0 without any): ``fragment_logp``
+    # minus this is P(the next word starts with the fragment | it is not one of them).
+    outside_logp: float = 0.0
 
 
 def next_words(
@@ -207,7 +210,9 @@ def next_words(
     search ends once nothing open reaches that (such a word is not worth a slot, nor the steps).
     ``exclude`` are words the text is known not to be, though the network may expect them: never
     proposed, and the probability the search finds for them is taken out of ``fragment_logp``,
-    so the rest are conditioned on the text being another word (see :func:`without_mass`).
+    so the rest are conditioned on the text being another word (see :func:`without_mass`); what
+    that leaves of the whole next word, ``outside_logp``, is noted on the context's cache entry,
+    so only the first keystroke that needs it searches for it.
 
     A beam step keeps the ``beam`` best (hypothesis, piece) pairs. It takes them from each
     hypothesis's own best allowed pieces, which is the same set as the best of all pairs:
@@ -262,7 +267,15 @@ def next_words(
     if excluded is not None:
         given = without_mass(given, excluded)
     spaced = frozenset(w for w, _ in ranked[:k] if forms.get((w, True), NEG_INF) >= forms.get((w, False), NEG_INF))
-    return NextWords(ranked[:k], typed, given, spaced)
+    outside = 0.0
+    if exclude:
+        key = ("outside", exclude)
+        outside = given if not fragment else reached[()].notes.get(key)
+        if outside is None:  # the search without the fragment finds the excluded words' whole mass
+            outside = (yield from next_words(tok, logp, state, "", require_space, 1, beam, max_pieces, memo, lexicon,
+                                             exclude)).outside_logp
+        reached[()].notes[key] = outside
+    return NextWords(ranked[:k], typed, given, spaced, outside)
 
 
 def without_mass(total: float, part: float) -> float:

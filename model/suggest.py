@@ -193,12 +193,6 @@ def suggest(
                                   memo=memo, lexicon=lexicon, exclude=exclude)
     # Conditioned on what is typed: P(word | context, the next word starts with the fragment).
     given = found.fragment_logp
-    # What the fragment's probability is conditioned on: the text is not the subject line either.
-    not_header = given if exclude and not fragment else 0.0
-    if exclude and fragment:
-        start = yield from next_words(lm.tokenizer, logp, state, "", True, k=1, beam=options.beam, memo=memo,
-                                      lexicon=lexicon, exclude=exclude)
-        not_header = start.fragment_logp
     suggestions = [(word, min(1.0, math.exp(score - given))) for word, score in found.words]
     typed_word_prob = min(1.0, math.exp(found.typed_logp - given)) if found.typed_logp is not None else 0.0
     completion = None
@@ -213,5 +207,5 @@ def suggest(
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
     insertions = [insertion_text(word, fragment, require_space, word in found.spaced) for word, _ in found.words]
     return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob,
-                         fragment_prob=min(1.0, math.exp(given - not_header)), insertions=insertions,
+                         fragment_prob=min(1.0, math.exp(given - found.outside_logp)), insertions=insertions,
                          subject_read=len(head) > 1)

@@ -10,8 +10,8 @@ import pytest
 
 from model.artifact import load_artifact
 from model.batching import drive
-from model.decoder import PhraseCalibration
-from model.prefix_cache import PrefixStateCache
+from model.decoder import PhraseCalibration, complete_phrase, next_words
+from model.prefix_cache import PrefixStateCache, StepMemo
 from model.suggest import (
     HEADER_WORDS,
     SUBJECT_PIECES,
@@ -82,11 +82,8 @@ def test_keystrokes_under_one_subject_reuse_its_cached_context_and_another_subje
     assert not other.cache_hit
 
 
-
 def test_a_word_ruled_out_is_never_proposed_and_the_rest_are_renormalised(gru_lm):
     """The decoder's ``exclude``: what a subject reader needs at the start of a text sent without one."""
-    from model.decoder import complete_phrase, next_words
-
     logp, state = drive(gru_lm.module, [context_state(gru_lm, [gru_lm.eos_id], None)])[0][:2]
 
     def search(exclude: frozenset[str], k: int = 6):
@@ -97,6 +94,16 @@ def test_a_word_ruled_out_is_never_proposed_and_the_rest_are_renormalised(gru_lm
     ruled = search(frozenset({top}))
     assert top not in dict(ruled.words)
     assert ruled.fragment_logp == pytest.approx(math.log1p(-p_top))
+    assert ruled.outside_logp == ruled.fragment_logp  # with no fragment, all that is left
+    # With a fragment, what the fragment is conditioned on is the same whole mass (found, and
+    # noted on the context's cache entry, by a search without the fragment).
+    cache = PrefixStateCache(1 << 24)
+    memo = StepMemo(cache, [gru_lm.eos_id])
+    cache.insert([gru_lm.eos_id], state, logp)
+    typed = drive(gru_lm.module, [next_words(gru_lm.tokenizer, logp, state, top[0], True, 3, 8, memo=memo,
+                                             exclude=frozenset({top}))])[0]
+    assert typed.outside_logp == pytest.approx(ruled.fragment_logp)
+    assert memo.get(()).notes[("outside", frozenset({top}))] == typed.outside_logp
     for word, logp_word in ruled.words[:3]:
         assert logp_word == pytest.approx(dict(full.words)[word])  # the same words, conditioned anew below
     phrase = drive(gru_lm.module, [complete_phrase(gru_lm.tokenizer, logp, state, "", True, 3, 4, None,
