@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The e-mail report's measurements for one cell (gru or lstm), one torch thread: run both cells at
-# once on a 2-core machine, from the repo root: training/email_eval.sh gru & training/email_eval.sh lstm
+# The e-mail report's measurements for one cell (gru or lstm): one torch thread each, two at a time
+# for the e-mail model (training/subject_eval.sh). On a 2-core machine, from the repo root:
+#   training/email_eval.sh gru; training/email_eval.sh lstm
 set -x
 cell=$1
 EMAIL=../shared/data/aeslc-enron-email.jsonl.gz
@@ -8,18 +9,8 @@ IMDB=../shared/data/aclImdb_v1.tar.gz
 R=docs/results/email
 PY=.venv/bin/python
 mkdir -p $R
-# The e-mail model reads subjects: its ghost text is calibrated on dev mail read as the demo sends
-# it (with subjects), and every figure is measured with each e-mail's subject and without one.
-$PY -m training.phrases --model model/artifacts/$cell-email.pt --corpus $EMAIL --fit-split dev --fit-docs 500 \
-    --eval-split test --subjects --threshold 0.4 --out $R/phrases_$cell-email_subject --write-card --threads 1
-$PY -m training.phrases --model model/artifacts/$cell-email.pt --corpus $EMAIL --fit-split dev --fit-docs 500 \
-    --eval-split test --keep-calibration --not-on-fit-docs --threshold 0.4 --out $R/phrases_$cell-email --threads 1
-for tag in "" _subject; do
-    $PY -m training.evaluate --model model/artifacts/$cell-email.pt --corpus $EMAIL --split test --no-ksr \
-        ${tag:+--subjects} --precision fp16 --threads 1 --out $R/${cell}-email_test$tag.json
-    $PY -m training.evaluate --model model/artifacts/$cell-email.pt --corpus $EMAIL --split test --max-docs 400 \
-        ${tag:+--subjects} --precision fp16 --threads 1 --out $R/${cell}-email_test400ksr$tag.json
-done
+# The e-mail model reads subjects: calibrated on dev mail read with them, measured with and without.
+R=$R training/subject_eval.sh model/artifacts/$cell-email.pt
 $PY -m training.evaluate --model model/artifacts/$cell.pt --corpus $EMAIL --split test --no-ksr \
     --precision fp16 --threads 1 --out $R/${cell}_test.json
 $PY -m training.phrases --model model/artifacts/$cell.pt --corpus $EMAIL --fit-corpus $IMDB --fit-split test \

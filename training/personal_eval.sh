@@ -23,15 +23,13 @@ for model in $base_name=$base $cell-$owner=$W/$cell-$owner.pt; do
     name=${model%%=*}
     path=${model#*=}
     # the owner's own test mail: top-k, word perplexity, keystroke savings; ghost text at the served threshold
-    $PY -m training.evaluate --model $path --corpus $W/$owner.jsonl --split test --precision fp16 --threads 2 \
-        --out $R/${owner}_$name.json
-    $PY -m training.phrases --model $path --corpus $W/$owner.jsonl --eval-split test --keep-calibration \
-        --threshold 0.4 --threads 2 --out $R/${owner}_phrases_$name
-    # the same with each e-mail's subject, as the demo sends it to a model that reads subjects
-    $PY -m training.evaluate --model $path --corpus $W/$owner.jsonl --split test --subjects --precision fp16 \
-        --threads 2 --out $R/${owner}_${name}_subject.json
-    $PY -m training.phrases --model $path --corpus $W/$owner.jsonl --eval-split test --keep-calibration --subjects \
-        --threshold 0.4 --threads 2 --out $R/${owner}_phrases_${name}_subject
+    # without and with each e-mail's subject (as the demo sends it to a model that reads subjects)
+    for tag in "" _subject; do
+        $PY -m training.evaluate --model $path --corpus $W/$owner.jsonl --split test ${tag:+--subjects} \
+            --precision fp16 --threads 2 --out $R/${owner}_$name$tag.json
+        $PY -m training.phrases --model $path --corpus $W/$owner.jsonl --eval-split test --keep-calibration \
+            ${tag:+--subjects} --threshold 0.4 --threads 2 --out $R/${owner}_phrases_$name$tag
+    done
     # everyone's mail: what the personal model forgets (300 test e-mails, seeded; the shared model's
     # figure is the same for every owner, so it is measured once)
     [ "$name" = "$base_name" ] && [ -f $R/email300_$name.json ] && continue

@@ -108,18 +108,18 @@ EMAIL_ROWS = (
 )
 
 
-def _with_subject_rows(rows: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
-    """Each row, then the same model read with each e-mail's subject (results named ``*_subject``)."""
-    return [row for name, label in rows for row in ((name, label), (f"{name}_subject", f"{label}, with the subject"))]
+def _with_subject_rows(rows: tuple[tuple[str, str], ...]) -> list[tuple[str, str, str]]:
+    """(name, result suffix, label): each row, then the same model read with each e-mail's subject."""
+    return [row for name, label in rows
+            for row in ((name, "", label), (name, "_subject", f"{label}, with the subject"))]
 
 
 def email_table(results: Path) -> str:
     """E-mail test split: top-k and perplexity on all 1,193 e-mails, keystroke savings on a 400 sample."""
     rows = ["| model | top-1 | top-3 | word_ppl | ksr (k=3, 400 e-mails) | top-1 (400 e-mails) |", "|---" * 6 + "|"]
-    for name, label in _with_subject_rows(EMAIL_ROWS):
-        base, _, subject = name.partition("_")
-        full = _load(results / f"{base}_test{'_' + subject if subject else ''}.json")
-        sample = _load(results / f"{base}_test400ksr{'_' + subject if subject else ''}.json")
+    for name, suffix, label in _with_subject_rows(EMAIL_ROWS):
+        full = _load(results / f"{name}_test{suffix}.json")
+        sample = _load(results / f"{name}_test400ksr{suffix}.json")
         if full is None and sample is None:
             continue
         full = full or {}
@@ -134,8 +134,8 @@ def phrase_table(results: Path, threshold: float) -> str:
     """Ghost text at ``threshold`` on e-mail test text, every word boundary of the evaluated e-mails."""
     rows = ["| model | e-mails | boundaries | coverage | ExactMatch | mean words | ECE (shown) | ECE (all) | "
             "ExactMatch@1 / @2 / @3+ | ECE before calibration |", "|---" * 10 + "|"]
-    for name, label in _with_subject_rows(EMAIL_ROWS[:4]):
-        r = _load(results / f"phrases_{name}.json")
+    for name, suffix, label in _with_subject_rows(EMAIL_ROWS[:4]):
+        r = _load(results / f"phrases_{name}{suffix}.json")
         if r is None:
             continue
         point = next((p for p in r["curve"] if abs(p["threshold"] - threshold) < 1e-9), None)
