@@ -31,7 +31,7 @@ Usage::
     python -m bench.loadgen --url http://127.0.0.1:8000 --model gru --workload cold \\
         --rate 50 --duration 20 --warmup 3 --seed 0 --arrivals poisson --out results.json \\
         [--corpus ../shared/data/aclImdb_v1.tar.gz --max-docs 2000] [--typists 20] \\
-        [--concurrency-limit N]
+        [--concurrency-limit N] [--subjects]
 
 For the typing workload ``--rate`` and ``--arrivals`` are ignored: the rate is set by
 ``--typists`` (about 4.44 req/s each); see :func:`bench.workloads.typists_for_rate`.
@@ -61,18 +61,21 @@ from bench.workloads import (
     WORKLOADS,
     build_plan,
     load_documents,
+    load_subjects,
 )
 
 log = logging.getLogger(__name__)
 
 
 async def run_load(
-    config: LoadConfig | Mapping[str, Any], documents: Sequence[str] | None = None
+    config: LoadConfig | Mapping[str, Any], documents: Sequence[str] | None = None,
+    subjects: Sequence[str] | None = None,
 ) -> dict:
     """Run one open-loop load test and return its JSON-ready report.
 
     ``config`` is a :class:`~bench.openloop.LoadConfig` or a dict of its fields. ``documents`` overrides
-    the corpus (a sweep can load it once and pass it to every run). Keys of the result:
+    the corpus (a sweep can load it once and pass it to every run), ``subjects`` its subjects (with
+    ``config.subjects``; loaded from the corpus when not given). Keys of the result:
     ``config``, ``requests`` (counts), ``throughput`` (offered vs sent/completed/ok req/s),
     ``status_counts`` (HTTP codes as strings, plus ``timeout``, ``connect_error``, ...),
     ``overload`` (503s and those with ``Retry-After``), ``latency_ms`` (all HTTP
@@ -84,6 +87,8 @@ async def run_load(
     cfg = config if isinstance(config, LoadConfig) else LoadConfig.from_mapping(config)
     cfg.validate()
     docs = list(documents) if documents is not None else load_documents(cfg.corpus, cfg.max_docs)
+    if cfg.subjects and subjects is None:
+        subjects = load_subjects(cfg.corpus, cfg.max_docs)
     plan = build_plan(
         cfg.workload,
         docs,
@@ -94,6 +99,7 @@ async def run_load(
         arrivals=cfg.arrivals,
         typists=cfg.typists,
         typing_start=cfg.typing_start,
+        subjects=subjects if cfg.subjects else None,
     )
     if cfg.workload == "typing":
         log.info(
@@ -157,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=TRANSPORTS,
         help="httpx transport: lean keep-alive (default) or httpx's stock httpcore pool",
     )
+    p.add_argument(
+        "--subjects",
+        action="store_true",
+        help="send each e-mail's subject with its requests, as the demo page does (an e-mail --corpus)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -185,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=args.timeout,
         keep_samples=not args.no_samples,
         transport=args.transport,
+        subjects=args.subjects,
     )
     try:
         cfg.validate()

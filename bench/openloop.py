@@ -72,6 +72,8 @@ class LoadConfig:
     keep_samples: bool = True
     #: httpx transport under the shared client (see :data:`TRANSPORTS`).
     transport: str = "keepalive"
+    #: Send each document's e-mail subject with its requests (an e-mail ``corpus`` only).
+    subjects: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ValueError` on a config that cannot describe a run."""
@@ -95,6 +97,8 @@ class LoadConfig:
             raise ValueError("timeout must be > 0")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, not {self.transport!r}")
+        if self.subjects and self.corpus is None:
+            raise ValueError("subjects come from an e-mail corpus: give one")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> LoadConfig:

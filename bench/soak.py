@@ -12,6 +12,8 @@ phrase requests (``max_words=5``) spread over every served model, and hostile re
 oversized body, a lone surrogate, broken JSON, an unknown and an over-long model name, wrong
 types). Every valid request carries an ``X-Session-Id`` as the demo page's would: one per
 typist, a fresh one per cold or phrase request, so the prefix caches fill as in production.
+With ``--subjects`` (an e-mail corpus) every valid request also carries its e-mail's subject,
+as the demo page sends it.
 Every second it reads the server's resident set size from ``/proc/<pid>/status``, and every
 five seconds the prefix caches' bytes from ``/metrics``.
 
@@ -38,7 +40,7 @@ import httpx
 from bench.servers import app_server, free_port, inherited_env
 from bench.stats import percentiles
 from bench.transport import KeepAliveTransport
-from bench.workloads import load_documents, typing_start, word_lists, word_prefix
+from bench.workloads import load_documents, load_subjects, typing_start, word_prefix
 
 log = logging.getLogger("bench.soak")
 
@@ -62,28 +64,32 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def plan_request(rng: random.Random, docs: list[str], words: list[list[str]], models: list[str],
-                 typists: dict[int, tuple[str, int]]) -> tuple[str, bytes, str | None]:
-    """One request of the mix: (kind, JSON body, session key)."""
+def _body(text: str, model: str, subject: str, **extra: int) -> bytes:
+    """A ``/v1/complete`` body; the subject only when there is one."""
+    return json.dumps({"text": text, "model": model, **extra} | ({"subject": subject} if subject else {})).encode()
+
+
+def plan_request(rng: random.Random, docs: list[tuple[str, str]], words: list[tuple[list[str], str]],
+                 models: list[str], typists: dict[int, tuple[str, str, int]]) -> tuple[str, bytes, str | None]:
+    """One request of the mix: (kind, JSON body, session key); documents are (subject, text)."""
     roll = rng.random()
     model = rng.choice(models)
     fresh_session = f"s{rng.getrandbits(64):016x}"
     if roll < 0.05:
         return (*rng.choice(HOSTILE), None)
     if roll < 0.40:
-        text = word_prefix(rng.choice(words), rng)
-        return "cold", json.dumps({"text": text, "model": model}).encode(), fresh_session
+        doc_words, subject = rng.choice(words)
+        return "cold", _body(word_prefix(doc_words, rng), model, subject), fresh_session
     if roll < 0.55:
-        text = word_prefix(rng.choice(words), rng)
-        return "phrase", json.dumps({"text": text, "model": model, "max_words": 5}).encode(), fresh_session
+        doc_words, subject = rng.choice(words)
+        return "phrase", _body(word_prefix(doc_words, rng), model, subject, max_words=5), fresh_session
     typist = rng.randrange(20)
-    doc, pos = typists.get(typist) or (rng.choice(docs), 0)
+    subject, doc, pos = typists.get(typist) or (*rng.choice(docs), 0)
     if pos == 0 or pos >= len(doc):
-        doc = rng.choice(docs)
+        subject, doc = rng.choice(docs)
         pos = typing_start(doc, rng)
-    typists[typist] = (doc, pos + 1)
-    body = json.dumps({"text": doc[: pos + 1], "model": models[typist % len(models)]}).encode()
-    return "typing", body, f"typist-{typist}"
+    typists[typist] = (subject, doc, pos + 1)
+    return "typing", _body(doc[: pos + 1], models[typist % len(models)], subject), f"typist-{typist}"
 
 
 def cache_bytes(metrics_text: str) -> float:
@@ -94,11 +100,13 @@ def cache_bytes(metrics_text: str) -> float:
                if family.name == "nextword_prefix_cache_bytes" for sample in family.samples)
 
 
-async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[str], models: list[str],
+async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple[str, str]], models: list[str],
                seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
-    words = [w for w in word_lists(docs) if len(w) >= 7]
-    typists: dict[int, tuple[str, int]] = {}
+    words = [(w, subject) for subject, w in ((s, d.split()) for s, d in docs) if len(w) >= 7]
+    if not words:
+        raise ValueError("no document has 7 words or more")
+    typists: dict[int, tuple[str, str, int]] = {}
     statuses: dict[str, Counter[str]] = {}
     latencies: list[float] = []
     retry_after_missing = 0
@@ -219,7 +227,8 @@ def served_models(url: str) -> list[str]:
     return [m["name"] for m in httpx.get(url + "/v1/models", timeout=10).json()["models"]]
 
 
-def saturation_probe(env: dict[str, str], out: Path, args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
+def saturation_probe(env: dict[str, str], out: Path, args: argparse.Namespace,
+                     docs: list[tuple[str, str]]) -> dict[str, Any]:
     """The mix offered far beyond capacity on a fresh server: valid requests answered 200 per second."""
     server = app_server(env, free_port(), out.with_suffix(".probe.log"), "nextword-probe", args.server_cpus or None)
     with server:
@@ -249,9 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-cpus", default="0", help="taskset list for the server ('' to not pin)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subjects", action="store_true",
+                   help="send each e-mail's subject with its requests, as the demo page does (an e-mail --corpus)")
     p.add_argument("--out", required=True, help="JSON result; the RSS plot goes next to it (.png)")
     args = p.parse_args(argv)
-    docs = load_documents(args.corpus, args.max_docs)
+    if args.subjects and args.corpus is None:
+        p.error("--subjects needs an e-mail --corpus")
+    texts = load_documents(args.corpus, args.max_docs)
+    subjects = load_subjects(args.corpus, args.max_docs) if args.subjects else [""] * len(texts)
+    docs = list(zip(subjects, texts, strict=True))
     env = inherited_env()
     env.update(NEXTWORD_THREADS=str(args.threads), NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
     out = Path(args.out)
@@ -269,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("soak: %s at %.1f req/s for %.1f min over %s", url, rate, args.minutes, models)
         raw = asyncio.run(soak(url, server.proc.pid, rate, args.minutes * 60, docs, models, args.seed))
     summary = {**summarize(raw, rate, args.minutes * 60), "models": models, "saturation_probe": probe,
+               "documents_with_subject": sum(1 for subject, _ in docs if subject),
                "command": "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))

@@ -29,6 +29,10 @@ Workloads, all drawn from held-out documents:
 
 Arrival times and request contents use separate seeded RNGs, so the same seed gives the
 same texts whether arrivals are constant or Poisson.
+
+With ``subjects`` (an e-mail corpus's subject lines, :func:`load_subjects`) every request
+carries its document's subject, as the demo page sends it to a model that reads one; the
+texts and times are the same as without.
 """
 
 from __future__ import annotations
@@ -82,10 +86,12 @@ class PlannedRequest:
     max_words: int = 0
     warmup: bool = False
     typist: int | None = None
+    subject: str = ""
 
     def payload(self, model: str) -> dict:
-        """The JSON body of ``POST /v1/complete`` for this request."""
-        return {"text": self.text, "model": model, "k": self.k, "max_words": self.max_words}
+        """The JSON body of ``POST /v1/complete`` for this request (a subject only when it has one)."""
+        body = {"text": self.text, "model": model, "k": self.k, "max_words": self.max_words}
+        return body | {"subject": self.subject} if self.subject else body
 
 
 # --------------------------------------------------------------------------- documents
@@ -123,6 +129,37 @@ def load_documents(corpus: str | Path | None = None, max_docs: int | None = None
         raise ValueError(f"{corpus}: no documents in its test split")
     log.info("loaded %d held-out documents from %s", len(docs), corpus)
     return docs
+
+
+@functools.lru_cache(maxsize=8)
+def _load_subjects(path: str, max_docs: int | None) -> tuple[str, ...]:
+    from training.data import CorpusError, iter_subject_documents
+
+    try:
+        pairs = iter_subject_documents(path, split="test")
+        if max_docs is not None:
+            pairs = itertools.islice(pairs, max_docs)
+        return tuple(subject for subject, _ in pairs)
+    except CorpusError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def load_subjects(corpus: str | Path, max_docs: int | None = None) -> list[str]:
+    """The subject of each document :func:`load_documents` returns for an e-mail corpus ("" where none).
+
+    Same order and count as the documents (both read the corpus's test split); a corpus
+    without subjects (reviews, plain text) is a ``ValueError``.
+    """
+    return list(_load_subjects(str(corpus), max_docs))
+
+
+def _check_subjects(docs: Sequence[str], subjects: Sequence[str] | None) -> Sequence[str]:
+    """``subjects`` (one per document), or no subject for any document."""
+    if subjects is None:
+        return [""] * len(docs)
+    if len(subjects) != len(docs):
+        raise ValueError(f"{len(subjects)} subjects for {len(docs)} documents")
+    return subjects
 
 
 # --------------------------------------------------------------------------- arrivals
@@ -195,27 +232,32 @@ def long_prefix(doc: str, chars: int = LONG_CONTEXT_CHARS) -> str | None:
     return doc[: cut + 1] if cut > chars // 2 else None
 
 
-def _long_plan(times: Sequence[float], docs: Sequence[str], rng: random.Random, warmup: float) -> list[PlannedRequest]:
-    texts = [t for t in (long_prefix(d) for d in docs) if t is not None]
+def _long_plan(times: Sequence[float], docs: Sequence[str], subjects: Sequence[str], rng: random.Random,
+               warmup: float) -> list[PlannedRequest]:
+    texts = [(t, s) for t, s in zip((long_prefix(d) for d in docs), subjects, strict=True) if t is not None]
     if not texts:
         raise ValueError(f"no document is longer than {LONG_CONTEXT_CHARS} characters")
-    return [PlannedRequest(at=t, text=rng.choice(texts), k=DEFAULT_K, warmup=t < warmup) for t in times]
+    plan = []
+    for t in times:
+        text, subject = rng.choice(texts)
+        plan.append(PlannedRequest(at=t, text=text, k=DEFAULT_K, warmup=t < warmup, subject=subject))
+    return plan
 
 
 def _prefix_plan(
-    times: Sequence[float], docs: Sequence[str], rng: random.Random, max_words: int, warmup: float
+    times: Sequence[float], docs: Sequence[str], subjects: Sequence[str], rng: random.Random, max_words: int,
+    warmup: float,
 ) -> list[PlannedRequest]:
-    usable = word_lists(docs)
-    return [
-        PlannedRequest(
-            at=t,
-            text=word_prefix(rng.choice(usable), rng),
-            k=DEFAULT_K,
-            max_words=max_words,
-            warmup=t < warmup,
-        )
-        for t in times
-    ]
+    words = [d.split() for d in docs]
+    usable = [i for i, w in enumerate(words) if len(w) > MIN_PREFIX_WORDS]
+    if not usable:
+        raise ValueError(f"no document has more than {MIN_PREFIX_WORDS} words")
+    plan = []
+    for t in times:
+        i = rng.choice(usable)  # the same draw as choosing among word_lists(docs)
+        plan.append(PlannedRequest(at=t, text=word_prefix(words[i], rng), k=DEFAULT_K, max_words=max_words,
+                                   warmup=t < warmup, subject=subjects[i]))
+    return plan
 
 
 def typing_start(doc: str, rng: random.Random) -> int:
@@ -239,6 +281,7 @@ def typing_plan(
     rng: random.Random,
     warmup: float = 0.0,
     start: str = "prefix",
+    subjects: Sequence[str] | None = None,
 ) -> list[PlannedRequest]:
     """Merged keystroke schedules of ``typists`` users, ``duration`` seconds in all.
 
@@ -247,32 +290,33 @@ def typing_plan(
     (``start="prefix"``: :func:`typing_start`; ``"empty"``: 0), sends ``doc[:s+1]``,
     ``doc[:s+2]``, ... with a uniform 150-300 ms gap before each next keystroke. A typist
     who finishes a document starts on a new one the same way. Requests before ``warmup``
-    are warm-up.
+    are warm-up. ``subjects`` (one per document) go with every keystroke of their document.
     """
     if typists < 1:
         raise ValueError("typists must be >= 1")
     if start not in TYPING_STARTS:
         raise ValueError(f"unknown typing start {start!r}; expected one of {TYPING_STARTS}")
-    texts = [d for d in docs if d]
+    texts = [(d, s) for d, s in zip(docs, _check_subjects(docs, subjects), strict=True) if d]
     if not texts:
         raise ValueError("no documents to type")
 
-    def begin() -> tuple[str, int]:
-        doc = rng.choice(texts)
-        return doc, typing_start(doc, rng) if start == "prefix" else 0
+    def begin() -> tuple[str, str, int]:
+        doc, subject = rng.choice(texts)
+        return doc, subject, typing_start(doc, rng) if start == "prefix" else 0
 
     lo, hi = KEYSTROKE_GAP_S
     plan: list[PlannedRequest] = []
     for typist in range(typists):
         t = rng.uniform(0.0, hi)
-        doc, pos = begin()
+        doc, subject, pos = begin()
         while t < duration:
             if pos == len(doc):
-                doc, pos = begin()
+                doc, subject, pos = begin()
             pos += 1
             plan.append(
                 PlannedRequest(
-                    at=t, text=doc[:pos], k=DEFAULT_K, max_words=0, warmup=t < warmup, typist=typist
+                    at=t, text=doc[:pos], k=DEFAULT_K, max_words=0, warmup=t < warmup, typist=typist,
+                    subject=subject,
                 )
             )
             t += rng.uniform(lo, hi)
@@ -291,22 +335,27 @@ def build_plan(
     arrivals: str = "poisson",
     typists: int = DEFAULT_TYPISTS,
     typing_start: str = "prefix",
+    subjects: Sequence[str] | None = None,
 ) -> list[PlannedRequest]:
-    """The full plan (warm-up then measurement, ``warmup + duration`` s), sorted by time."""
+    """The full plan (warm-up then measurement, ``warmup + duration`` s), sorted by time.
+
+    ``subjects``: one per document (:func:`load_subjects`), sent with each request drawn from it.
+    """
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}; expected one of {WORKLOADS}")
     if arrivals not in ARRIVALS:
         raise ValueError(f"unknown arrivals {arrivals!r}; expected one of {ARRIVALS}")
     total = warmup + duration
     text_rng = random.Random(f"nextword-bench-text-{seed}")
+    subjects = _check_subjects(docs, subjects)
     if workload == "typing":
-        return typing_plan(docs, typists, total, text_rng, warmup=warmup, start=typing_start)
+        return typing_plan(docs, typists, total, text_rng, warmup=warmup, start=typing_start, subjects=subjects)
     time_rng = random.Random(f"nextword-bench-arrivals-{seed}")
     if arrivals == "constant":
         times = constant_schedule(rate, total)
     else:
         times = poisson_schedule(rate, total, time_rng)
     if workload == "cold-long":
-        return _long_plan(times, docs, text_rng, warmup)
+        return _long_plan(times, docs, subjects, text_rng, warmup)
     max_words = PHRASE_MAX_WORDS if workload == "phrase" else 0
-    return _prefix_plan(times, docs, text_rng, max_words, warmup)
+    return _prefix_plan(times, docs, subjects, text_rng, max_words, warmup)

@@ -35,9 +35,11 @@ from bench.texts import BUILTIN_PARAGRAPHS
 from bench.workloads import (
     MAX_PREFIX_WORDS,
     MIN_PREFIX_WORDS,
+    WORKLOADS,
     build_plan,
     constant_schedule,
     load_documents,
+    load_subjects,
     poisson_schedule,
     typing_plan,
     typing_start,
@@ -301,6 +303,38 @@ def test_typists_start_after_a_cold_style_prefix_by_default() -> None:
     assert typing_start("a b c", random.Random(0)) == 0
     with pytest.raises(ValueError, match="typing start"):
         typing_plan([doc], typists=1, duration=1.0, rng=random.Random(0), start="middle")
+
+
+def test_every_workload_can_send_each_documents_subject(tmp_path: Path) -> None:
+    """Subjects go with the requests drawn from their e-mail; the texts and times stay the same."""
+    docs = list(BUILTIN_PARAGRAPHS)
+    subjects = [f"subject {i}" for i in range(len(docs))]
+    long_docs = [d * 8 for d in docs]
+    for workload in WORKLOADS:
+        texts = long_docs if workload == "cold-long" else docs
+        plain = build_plan(workload, texts, rate=50, duration=2.0, typists=3, seed=2)
+        with_subjects = build_plan(workload, texts, rate=50, duration=2.0, typists=3, seed=2, subjects=subjects)
+        assert [(r.at, r.text) for r in plain] == [(r.at, r.text) for r in with_subjects]
+        for r in with_subjects:
+            assert texts[int(r.subject.split()[1])].startswith(r.text)
+            assert r.payload("gru-email")["subject"] == r.subject
+        assert "subject" not in plain[0].payload("gru-email")
+    with pytest.raises(ValueError, match="subjects for"):
+        build_plan("cold", docs, rate=50, duration=1.0, subjects=subjects[:2])
+    # Subjects are read from an e-mail corpus, in the order of its documents.
+    corpus = tmp_path / "mail.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"text": "first message body here", "subject": "Lunch", "split": "test"},
+        {"text": "a message without a subject line", "split": "test"},
+        {"text": "a training message", "subject": "Other", "split": "train"}]))
+    assert load_documents(corpus) == ["first message body here", "a message without a subject line"]
+    assert load_subjects(corpus) == ["Lunch", ""]
+    plain_text = tmp_path / "reviews.txt"
+    plain_text.write_text("no subjects in here at all\n")
+    with pytest.raises(ValueError, match="subject"):
+        load_subjects(plain_text)
+    with pytest.raises(ValueError, match="e-mail corpus"):
+        LoadConfig(workload="cold", subjects=True).validate()
 
 
 def test_corpus_is_read_through_training_data(tmp_path: Path) -> None:

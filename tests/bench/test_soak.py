@@ -10,8 +10,8 @@ from bench.workloads import load_documents, word_lists
 
 
 def test_the_mix_has_every_kind_and_valid_bodies():
-    docs = load_documents(None)
-    words = [w for w in word_lists(docs) if len(w) >= 7]
+    docs = [("", d) for d in load_documents(None)]
+    words = [(w, "") for w in word_lists([d for _, d in docs]) if len(w) >= 7]
     rng = random.Random(0)
     typists: dict = {}
     kinds = [plan_request(rng, docs, words, ["gru", "lstm-email"], typists) for _ in range(2000)]
@@ -25,6 +25,22 @@ def test_the_mix_has_every_kind_and_valid_bodies():
     # A typist keeps one session while typing, so its keystrokes can reuse its own cache entries.
     typing_sessions = [session for kind, _, session in kinds if kind == "typing"]
     assert len(set(typing_sessions)) <= 20 < len(typing_sessions)
+    assert not any("subject" in json.loads(body) for kind, body, _ in kinds if kind in ("cold", "phrase", "typing"))
+
+
+def test_requests_carry_their_e_mails_subject():
+    """With subjects every valid request sends its own e-mail's subject, as the demo page does."""
+    texts = load_documents(None)
+    docs = [(f"about {i}", d) for i, d in enumerate(texts)]
+    words = [(d.split(), s) for s, d in docs]
+    rng = random.Random(1)
+    typists: dict = {}
+    for _ in range(500):
+        kind, body, _ = plan_request(rng, docs, words, ["gru-email"], typists)
+        if kind in ("cold", "phrase", "typing"):
+            payload = json.loads(body)
+            i = int(payload["subject"].split()[1])
+            assert texts[i].startswith(payload["text"])
 
 
 def test_cache_bytes_sums_every_backend():
