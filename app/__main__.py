@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from app.config import Settings
+from app.connections import timed_protocol
 from app.main import create_app
 from app.state import ServerState
 
@@ -58,9 +59,12 @@ class DrainingServer(uvicorn.Server):
 
 def build_server(settings: Settings, app: FastAPI | None = None) -> DrainingServer:
     app = app or create_app(settings)
+    # proxy_headers off: a request's client address stays its connection's, which is how the
+    # connection timer finds it (app/connections.py); nothing here reads client addresses.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=False, timeout_graceful_shutdown=int(settings.graceful_timeout_s),
-                            http=settings.http, loop=settings.loop)
+                            http=timed_protocol(settings.http, settings.read_timeout_s), loop=settings.loop,
+                            proxy_headers=False)
     return DrainingServer(config, app.state.server, settings.drain_grace_s)
 
 

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="request bodies over this are refused (413) before they are parsed"
     )
+    read_timeout_s: float = Field(
+        10.0, gt=0, description="a request's head must arrive within this many seconds of its connection opening or"
+        " the previous answer (else the connection is closed), and its body within as many of its head (else 408)",
+    )
     cors_origins: list[str] = Field(default_factory=list)
     api_keys: list[str] = Field(
         default_factory=list, description="when set, /v1/complete needs 'Authorization: Bearer <one of them>' (401)"

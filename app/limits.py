@@ -1,4 +1,6 @@
-"""A request-body cap enforced before any parsing (pure ASGI middleware).
+"""Limits on a request's body, enforced before any parsing (pure ASGI middleware).
+
+:class:`BodySizeLimit` caps its size; :class:`BodyReadDeadline` caps the time it may take to arrive.
 
 FastAPI reads and parses a JSON body before a route can look at its size, so an oversized
 body would cost its full read and parse. Here a ``Content-Length`` over the cap is refused at
@@ -100,3 +102,61 @@ class BodySizeLimit:
             if message["type"] != "http.request" or not message.get("more_body", False):
                 return
             read += len(message.get("body", b""))
+
+
+class BodyReadTimeout(Exception):
+    """The request's body did not arrive within its deadline (raised from ``receive``)."""
+
+
+class BodyReadDeadline:
+    """A request's body must arrive within ``seconds`` of its headers; 408 and a closed connection otherwise.
+
+    The HTTP server waits for a declared body as long as the connection stays open, so a
+    client that stalls mid-upload without closing (a laptop that lost its network) would
+    hold a task and a connection for good. Only the body's arrival is timed: once it is
+    in, ``receive`` passes straight through (the route watches it for a hang-up).
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + self.seconds
+        body_in = False
+        response = "none"  # -> "started" -> "sent"
+
+        async def timed_receive() -> Message:
+            nonlocal body_in
+            if body_in:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyReadTimeout from None
+            body_in = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal response
+            if message["type"] == "http.response.start":
+                response = "started"
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                response = "sent"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, watched_send)
+        except BodyReadTimeout:
+            if response == "started":  # an answer already on its way (a 413 draining the upload): end it
+                await send({"type": "http.response.body", "body": b""})
+            elif response == "none":
+                body = json.dumps({"detail": f"request body not received within {self.seconds:g} s"}).encode()
+                await send({"type": "http.response.start", "status": 408,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+                await send({"type": "http.response.body", "body": body})

@@ -24,8 +24,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from app.config import Settings
+from app.connections import RequestHeadTimer
 from app.engine import EngineConfig, InferenceEngine
-from app.limits import BodySizeLimit
+from app.limits import BodyReadDeadline, BodySizeLimit
 from app.routers import complete, demo, health, models, observability
 from app.scheduler import SchedulerConfig
 from app.state import ServerState
@@ -165,9 +166,11 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     )
     app.state.server = ServerState(settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyReadDeadline, seconds=settings.read_timeout_s)  # outside: it times BodySizeLimit's reads too
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["*"])
+    app.add_middleware(RequestHeadTimer)  # outermost: a connection's timer stops while any request is served
     for router in (complete.router, models.router, health.router, observability.router, demo.router):
         app.include_router(router)
     if settings.metrics_port is None:
