@@ -10,11 +10,12 @@ Starts ``python -m app`` with the bundled models (all four, as served by default
 ``--server-cpus``, and sends an open-loop Poisson mix: cold prefixes, typing keystrokes,
 phrase requests (``max_words=5``) spread over every served model, and hostile requests (an
 oversized body, a lone surrogate, broken JSON, an unknown and an over-long model name, wrong
-types). Every valid request carries an ``X-Session-Id`` as the demo page's would: one per
+types, a body that stops halfway). Every valid request carries an ``X-Session-Id`` as the demo page's would: one per
 typist, a fresh one per cold or phrase request, so the prefix caches fill as in production.
 With ``--subjects`` (an e-mail corpus) every valid request also carries its e-mail's subject,
 as the demo page sends it.
-Every second it reads the server's resident set size from ``/proc/<pid>/status``, and every
+Every second it reads the server's resident set size from ``/proc/<pid>/status`` and its open
+files (sockets included) from ``/proc/<pid>/fd``, and every
 five seconds the prefix caches' bytes from ``/metrics``.
 
 Reports: RSS over time (PNG), its growth after the first minute, status counts by kind, and
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -51,7 +53,25 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("unknown_model", b'{"text": "Thanks ", "model": "transformer"}'),
     ("long_model", json.dumps({"text": "a", "model": "m" * 5000}).encode()),
     ("wrong_type", b'{"text": "a", "k": "3"}'),
+    # Sent raw: a head declaring 60 bytes, then half of them and silence (a client that lost its network).
+    ("stalled_body", b'{"text": "Thanks for the'),
 ]
+#: Raw request head of the stalled upload.
+STALLED_HEAD = (b"POST /v1/complete HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 60\r\n\r\n")
+
+
+async def stalled_upload(url: str, part: bytes) -> str:
+    """Send a head and part of its body, then wait: the status the server answers, or "closed"."""
+    where = httpx.URL(url)
+    reader, writer = await asyncio.open_connection(where.host, where.port)
+    try:
+        writer.write(STALLED_HEAD + part)
+        await writer.drain()
+        reply = await reader.read()  # until the server closes the connection
+    finally:
+        writer.close()
+    return reply.split(b" ", 2)[1].decode() if reply.startswith(b"HTTP/1.1 ") else "closed"
 
 
 def rss_kib(pid: int) -> int | None:
@@ -67,6 +87,14 @@ def rss_kib(pid: int) -> int | None:
 def _body(text: str, model: str, subject: str, **extra: int) -> bytes:
     """A ``/v1/complete`` body; the subject only when there is one."""
     return json.dumps({"text": text, "model": model, **extra} | ({"subject": subject} if subject else {})).encode()
+
+
+def open_files(pid: int) -> int | None:
+    """How many file descriptors (sockets included) the process holds: a connection leak shows here."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
 
 
 def plan_request(rng: random.Random, docs: list[tuple[str, str]], words: list[tuple[list[str], str]],
@@ -112,6 +140,7 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
     retry_after_missing = 0
     rss: list[tuple[float, int]] = []
     cached: list[tuple[float, float]] = []
+    files: list[tuple[float, int]] = []
     start = time.monotonic()
     pending: set[asyncio.Task[None]] = set()
 
@@ -120,23 +149,29 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
         t0 = time.monotonic()
         headers = {"content-type": "application/json"} | ({"x-session-id": session} if session else {})
         try:
-            async with asyncio.timeout(30):  # the transport has no timeouts of its own
-                r = await client.post(url + "/v1/complete", content=body, headers=headers)
-            status = str(r.status_code)
-            if r.status_code == 503 and "retry-after" not in r.headers:
-                retry_after_missing += 1
-            if kind != "hostile" and r.status_code == 200:
-                latencies.append((time.monotonic() - t0) * 1000)
-        except (httpx.HTTPError, TimeoutError) as exc:
+            if kind == "stalled_body":
+                async with asyncio.timeout(60):  # the server's own limit is 10 s
+                    status = await stalled_upload(url, body)
+            else:
+                async with asyncio.timeout(30):  # the transport has no timeouts of its own
+                    r = await client.post(url + "/v1/complete", content=body, headers=headers)
+                status = str(r.status_code)
+                if r.status_code == 503 and "retry-after" not in r.headers:
+                    retry_after_missing += 1
+                if kind != "hostile" and r.status_code == 200:
+                    latencies.append((time.monotonic() - t0) * 1000)
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
             status = f"error:{type(exc).__name__}"
-        statuses.setdefault(kind, Counter())[status] += 1
+        statuses.setdefault("hostile" if kind == "stalled_body" else kind, Counter())[status] += 1
 
     async def sample_memory(client: httpx.AsyncClient) -> None:
         tick = 0
         while time.monotonic() - start < seconds:
-            value = rss_kib(pid)
+            value, fds = rss_kib(pid), open_files(pid)
             if value is not None:
                 rss.append((round(time.monotonic() - start, 2), value))
+            if fds is not None:
+                files.append((round(time.monotonic() - start, 2), fds))
             if tick % 5 == 0:
                 try:
                     async with asyncio.timeout(5):
@@ -157,7 +192,7 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
             if delay > 0:
                 await asyncio.sleep(delay)
             kind, body, session = plan_request(rng, docs, words, models, typists)
-            label = "hostile" if kind in dict(HOSTILE) else kind
+            label = kind if kind == "stalled_body" else "hostile" if kind in dict(HOSTILE) else kind  # sent raw
             task = asyncio.create_task(send(client, label, body, session))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -165,7 +200,7 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
         await asyncio.gather(*pending)
         await sampler
     return {"statuses": {k: dict(v) for k, v in statuses.items()}, "latencies_ms": latencies, "rss": rss,
-            "cache_bytes": cached, "retry_after_missing": retry_after_missing}
+            "cache_bytes": cached, "open_files": files, "retry_after_missing": retry_after_missing}
 
 
 def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any]:
@@ -196,6 +231,9 @@ def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any
         "rss_samples": rss,
         "cache_mib_last": round(raw["cache_bytes"][-1][1] / 2**20, 1) if raw.get("cache_bytes") else None,
         "cache_bytes_samples": raw.get("cache_bytes", []),
+        "open_files_max": max((n for _, n in raw.get("open_files", [])), default=None),
+        "open_files_last": raw["open_files"][-1][1] if raw.get("open_files") else None,
+        "open_files_samples": raw.get("open_files", []),
     }
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
-from bench.soak import HOSTILE, cache_bytes, plan_request, summarize
+from bench.soak import HOSTILE, cache_bytes, plan_request, stalled_upload, summarize
 from bench.workloads import load_documents, word_lists
 
 
@@ -57,11 +58,35 @@ def test_cache_bytes_sums_every_backend():
 def test_summary_reports_growth_after_the_first_minute_and_judges_statuses():
     rss = [(t, 100_000 if t < 60 else 200_000 + t) for t in range(0, 600)]
     raw = {"statuses": {"cold": {"200": 90, "503": 10}, "hostile": {"413": 3, "422": 5}}, "latencies_ms": [10.0] * 90,
-           "rss": rss, "retry_after_missing": 0}
+           "rss": rss, "retry_after_missing": 0, "open_files": [(0, 30), (1, 95), (2, 41)]}
     s = summarize(raw, 40.0, 600)
+    assert (s["open_files_max"], s["open_files_last"]) == (95, 41)
     assert s["rss_mib_at_60s"] == round(200_060 / 1024, 1)
     assert s["rss_growth_after_first_minute"] == round(200_599 / 200_060 - 1, 4)
     assert s["only_200_503_for_valid"] and s["hostile_only_4xx"] and s["server_5xx"] == 0
     raw["statuses"]["typing"] = {"500": 1}
     bad = summarize(raw, 40.0, 600)
     assert not bad["only_200_503_for_valid"] and bad["server_5xx"] == 1
+
+
+def test_a_stalled_upload_reports_what_the_server_did():
+    """The soak's stalled client: a head, part of its body, then silence; it reads the answer to the end."""
+
+    async def scenario() -> tuple[str, bytes]:
+        got: list[bytes] = []
+
+        async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await reader.readuntil(b"Thanks for the"))
+            writer.write(b'HTTP/1.1 408 Request Timeout\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}')
+            await writer.drain()
+            writer.close()
+
+        srv = await asyncio.start_server(server, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        async with srv:
+            status = await stalled_upload(f"http://127.0.0.1:{port}", dict(HOSTILE)["stalled_body"])
+        return status, got[0]
+
+    status, sent = asyncio.run(scenario())
+    assert status == "408"
+    assert sent.startswith(b"POST /v1/complete HTTP/1.1\r\n") and b"Content-Length: 60" in sent
