@@ -60,10 +60,10 @@ class TimedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
         server, client = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
-        if isinstance(server, tuple) and isinstance(client, tuple):
+        if isinstance(server, tuple) and isinstance(client, tuple):  # TCP; requests can find it by address
             self.key = (tuple(server[:2]), tuple(client[:2]))
             _timed[self.key] = self
-        self.start()
+            self.start()
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -106,7 +106,7 @@ class RequestHeadTimer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server, client = scope.get("server"), scope.get("client")
-        conn = _timed.get((tuple(server), tuple(client))) if scope["type"] == "http" and server and client else None
+        conn = _timed.get((tuple(server), tuple(client))) if scope["type"] != "lifespan" and server and client else None
         if conn is None:
             await self.app(scope, receive, send)
             return
