@@ -54,6 +54,7 @@ _SESSION_RE = re.compile(_SESSION_PATTERN)
 ERRORS = {
     401: {"model": ErrorResponse, "description": "An API key is required (NEXTWORD_API_KEYS is set)"},
     404: {"model": ErrorResponse, "description": "Unknown or not loaded model"},
+    408: {"model": ErrorResponse, "description": "The body did not arrive within NEXTWORD_READ_TIMEOUT_S of the head"},
     413: {"model": ErrorResponse, "description": "Text longer than the configured limit"},
     422: {"model": ValidationErrorResponse, "description": "The body or the session header is malformed"},
     500: {"model": ErrorResponse, "description": "The model failed on this request (an error id to quote)"},

@@ -525,7 +525,7 @@ async def test_docs_and_openapi(client):
     assert "/v1/complete" in spec["paths"]
     assert "/v1/models" in spec["paths"]
     responses = spec["paths"]["/v1/complete"]["post"]["responses"]
-    assert {"200", "404", "413", "422", "503", "504"} <= set(responses)
+    assert {"200", "404", "408", "413", "422", "503", "504"} <= set(responses)
 
 
 async def test_demo_page_is_served(client):
