@@ -80,13 +80,16 @@ def main() -> None:
 def run_granian(settings: Settings) -> None:
     """One granian worker serving ``create_app()`` (settings again from NEXTWORD_*)."""
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
     loop = Loops.uvloop if settings.loop in ("auto", "uvloop") else Loops.asyncio
     Server("app.main:create_app", address=settings.host, port=settings.port, interface=Interfaces.ASGI,
            workers=1, loop=loop, factory=True, log_access=False, log_level=LogLevels(settings.log_level),
-           workers_kill_timeout=int(settings.graceful_timeout_s)).serve()
+           workers_kill_timeout=int(settings.graceful_timeout_s),
+           # A request's head within the read limit too (granian times it from its first byte).
+           http1_settings=HTTP1Settings(header_read_timeout=max(1, round(settings.read_timeout_s * 1000)))).serve()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The app under each runner ``python -m app`` offers: the same answers, and a clean exit on SIGTERM.
+"""The app under each runner ``python -m app`` offers: the same answers, the read limits, and a
+clean exit on SIGTERM.
 
 uvicorn with its default parser and loop is what every other server-level test runs; here
 the alternatives an operator can pick (``docs/http_path.md``): granian, and uvicorn with the
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +21,17 @@ import pytest
 
 from tests.app.conftest import wait_http_ready
 from tests.app.test_drain import ROOT, _free_port
+
+
+def sent_and_closed(port: int, data: bytes) -> tuple[bytes, float]:
+    """Send ``data``, then read until the server closes: (what it answered, seconds it took)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+        conn.sendall(data)
+        start, reply = time.monotonic(), b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+        return reply, time.monotonic() - start
+
 
 RUNNERS = {
     "granian": {"NEXTWORD_RUNNER": "granian"},
@@ -34,7 +48,7 @@ def test_each_runner_serves_the_contract_and_exits_cleanly(runner: str, tiny_mod
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXTWORD_")}
     env.update(NEXTWORD_MODELS=f"gru={tiny_models['gru']}", NEXTWORD_PORT=str(port), NEXTWORD_THREADS="1",
                NEXTWORD_LOG_LEVEL="info", NEXTWORD_DRAIN_GRACE_S="0", NEXTWORD_GRACEFUL_TIMEOUT_S="5",
-               **RUNNERS[runner])
+               NEXTWORD_READ_TIMEOUT_S="1", **RUNNERS[runner])
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -46,6 +60,9 @@ def test_each_runner_serves_the_contract_and_exits_cleanly(runner: str, tiny_mod
                 bad_body = client.post("/v1/complete", json={"text": 5})
                 bad_header = client.post("/v1/complete", json={"text": "hi"}, headers={"X-Session-Id": "a b"})
                 unknown = client.post("/v1/complete", json={"text": "hi", "model": "nope"})
+            half_head = sent_and_closed(port, b"POST /v1/complete HTTP/1.1\r\nHost: x\r\n")
+            half_body = sent_and_closed(port, b"POST /v1/complete HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                              b"\r\nContent-Length: 30\r\n\r\n{\"text\": ")
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=15)
         finally:
@@ -57,5 +74,7 @@ def test_each_runner_serves_the_contract_and_exits_cleanly(runner: str, tiny_mod
     assert bad_body.status_code == 422 and bad_body.json()["detail"][0]["loc"] == ["body", "text"]
     assert bad_header.status_code == 422 and bad_header.json()["detail"][0]["loc"] == ["header", "X-Session-Id"]
     assert unknown.status_code == 404
+    assert half_head[0] == b"" and half_head[1] < 5  # closed at the read limit, no answer
+    assert half_body[0].startswith(b"HTTP/1.1 408") and half_body[1] < 5
     assert code == 0, server_log
     assert "engine gru stopped" in server_log, server_log  # the lifespan's shutdown ran: engines stopped
