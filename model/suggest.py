@@ -19,7 +19,7 @@ from model.artifact import LanguageModel
 from model.batching import Decoding, ModelCall
 from model.decoder import complete_phrase, next_words
 from model.prefix_cache import PrefixStateCache, StepMemo
-from model.text import SUBJECT_PREFIX, normalize_prompt, split_fragment, subject_line, words
+from model.text import SUBJECT_PREFIX, normalize_prompt, split_fragment, subject_line, typed_apostrophe, words
 
 #: A subject line is read up to this many pieces (a subject is a line; more is not one).
 SUBJECT_PIECES = 64
@@ -206,6 +206,22 @@ def suggest(
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
     insertions = [insertion_text(word, fragment, require_space, word in found.spaced) for word, _ in found.words]
-    return SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob,
-                         fragment_prob=min(1.0, math.exp(given - found.outside_logp)), insertions=insertions,
-                         subject_read=len(head) > 1)
+    result = SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob,
+                           fragment_prob=min(1.0, math.exp(given - found.outside_logp)), insertions=insertions,
+                           subject_read=len(head) > 1)
+    apostrophe = typed_apostrophe(text)
+    return result if apostrophe == "'" else in_apostrophe_style(result, apostrophe)
+
+
+def in_apostrophe_style(result: SuggestResult, apostrophe: str) -> SuggestResult:
+    """``result`` written with the writer's ``apostrophe``: the network reads and writes "'" (see
+    ``model.text.TYPOGRAPHY``), but text typed with "’" goes on with "’" ("I’ll", not "I'll")."""
+    def styled(s: str) -> str:
+        return s.replace("'", apostrophe)
+
+    result.fragment = styled(result.fragment)
+    result.suggestions = [(styled(word), p) for word, p in result.suggestions]
+    result.insertions = [styled(text) for text in result.insertions]
+    if result.completion is not None:
+        result.completion = (styled(result.completion[0]), result.completion[1])
+    return result

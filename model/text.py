@@ -20,9 +20,22 @@ _ODD_SPACE_RE = re.compile(r"[^\S ]| {2}")  # whitespace other than a lone space
 _TRAILING_FRAGMENT_RE = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]*)?$")
 
 
+#: Punctuation that editors put in as one types (curly apostrophes and quotes, dashes, the
+#: ellipsis), folded to the ASCII the training text is written in: the e-mail corpus has none of
+#: it and IMDB's training reviews 286 "’" against 400,000 "'", so a network read "don’t" as a rare
+#: byte sequence and lost the thread ("I don’t " -> "and" instead of "know").
+TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "“": '"', "”": '"', "„": '"', "–": "-", "—": "--",
+                            "…": "..."})
+#: The apostrophe editors substitute for "'".
+CURLY_APOSTROPHE = "’"
+
+
 def normalize_text(text: str) -> str:
-    """Unicode NFC, HTML line breaks to spaces, every whitespace run to one space, stripped."""
+    """Unicode NFC, typographic punctuation to ASCII (:data:`TYPOGRAPHY`), HTML line breaks to
+    spaces, every whitespace run to one space, stripped."""
     text = unicodedata.normalize("NFC", text)
+    if not text.isascii():  # a scan in C; most texts have nothing to fold
+        text = text.translate(TYPOGRAPHY)
     if "<" in text:  # a scan in C: most texts (every keystroke of one) have no tag to look for
         text = _BR_RE.sub(" ", text)
     text = text.replace("\x00", " ")
@@ -38,6 +51,11 @@ def normalize_prompt(text: str) -> str:
     ends_with_space = text[-1].isspace()
     body = normalize_text(text)
     return body + " " if ends_with_space and body else body
+
+
+def typed_apostrophe(text: str) -> str:
+    """The apostrophe the writer's editor types: the curly one when the text has it and no straight one."""
+    return CURLY_APOSTROPHE if not text.isascii() and CURLY_APOSTROPHE in text and "'" not in text else "'"
 
 
 def split_fragment(text: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from model.text import WORD_PATTERN, normalize_prompt, split_fragment, words
+from model.text import WORD_PATTERN, normalize_prompt, split_fragment, typed_apostrophe, words
 
 
 @pytest.mark.parametrize(
@@ -45,6 +45,17 @@ def test_normalize_prompt_keeps_one_trailing_space() -> None:
     assert normalize_prompt("The  movie<br />was ") == "The movie was "
     assert normalize_prompt("The movie\twas\n") == "The movie was "
     assert normalize_prompt("  ") == ""
+
+
+def test_typographic_punctuation_is_read_as_the_ascii_the_models_learnt() -> None:
+    """Editors type curly apostrophes and quotes, dashes and ellipses; the training text has "'", '"', "-"."""
+    assert normalize_prompt("I don’t “know” – see… ") == 'I don\'t "know" - see... '
+    assert normalize_prompt("wait—what ‘this’") == "wait--what 'this'"
+    assert split_fragment(normalize_prompt("I don’")) == ("I ", "don'")
+    assert normalize_prompt("Café ") == "Café "  # other non-ASCII text stays as typed
+    assert typed_apostrophe("I don’t ") == "’"
+    assert typed_apostrophe("I don't, or don’t") == "'"  # mixed: the straight one
+    assert typed_apostrophe("Café ") == typed_apostrophe("plain ") == "'"
 
 
 def test_words_follow_the_metric_pattern() -> None:
