@@ -52,6 +52,8 @@ def test_typographic_punctuation_is_read_as_the_ascii_the_models_learnt() -> Non
     assert normalize_prompt("I don’t “know” – see… ") == 'I don\'t "know" - see... '
     assert normalize_prompt("wait—what ‘this’") == "wait--what 'this'"
     assert split_fragment(normalize_prompt("I don’")) == ("I ", "don'")
+    assert normalize_prompt("\ufeffHi John,\u200b I\u00ad ") == "Hi John, I "  # editors' invisible characters
+    assert normalize_prompt("Thanks \u200b") == "Thanks "
     assert normalize_prompt("Café ") == "Café "  # other non-ASCII text stays as typed
     assert typed_apostrophe("I don’t ") == "’"
     assert typed_apostrophe("I don't, or don’t") == "'"  # mixed: the straight one
