@@ -77,7 +77,10 @@ class Settings(BaseSettings):
     )
 
     # HTTP
-    max_text_chars: int = Field(4000, ge=1)
+    max_text_chars: int = Field(
+        50_000, ge=1, description="longer texts are refused (413); of a text, only the end the context window"
+        " reads is normalised and tokenised (model.suggest.text_tail)",
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="request bodies over this are refused (413) before they are parsed"
     )

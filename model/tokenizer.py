@@ -16,6 +16,9 @@ import torch
 from model.text import WORD_CHARS
 
 SPACE = "\u2581"  # SentencePiece's visible space
+#: Contexts up to this long are cached by :meth:`PieceTokenizer.encode`; a served context is at most
+#: 3,072 characters with the default 128-piece window (``model.suggest.text_tail``).
+ENCODE_CACHE_CHARS = 4096
 
 
 class PieceTokenizer:
@@ -70,10 +73,12 @@ class PieceTokenizer:
 
     # ------------------------------------------------------------------ text
     def encode(self, text: str) -> list[int]:
+        if len(text) > ENCODE_CACHE_CHARS:  # only a server reading whole texts (CONTEXT_PIECES=0) sends these
+            return list(self.sp.encode(text))
         return list(self._encode_cached(text)) if text else []
 
-    # While typing, one context is encoded for many keystrokes. 256 contexts of at most 4,000
-    # characters (and their ids) bound it to ~10 MB per model.
+    # While typing, one context is encoded for many keystrokes. 256 contexts of at most
+    # ENCODE_CACHE_CHARS characters (and their ids) bound it to ~8 MB per model.
     @lru_cache(maxsize=256)  # noqa: B019
     def _encode_cached(self, text: str) -> tuple[int, ...]:
         return tuple(self.sp.encode(text))

@@ -8,7 +8,7 @@ import torch
 
 from model.batching import drive
 from model.prefix_cache import PrefixStateCache
-from model.suggest import DecodeOptions, context_window, prompt_parts, suggest
+from model.suggest import CHARS_PER_PIECE, DecodeOptions, context_window, prompt_parts, suggest, text_tail
 
 EOS = 0
 
@@ -64,3 +64,24 @@ def test_the_network_reads_exactly_the_window(gru_lm):
     # Typing on inside the window: the cache answers from the same prefix, nothing is read again.
     [again] = drive(gru_lm.module, [suggest(gru_lm, text + "m", 3, 0, cache, options)])
     assert again.cache_hit and again.prefilled_tokens == 0
+
+
+def test_a_long_text_is_read_from_its_tail_cut_at_whitespace_in_steps():
+    """An editor sends the whole e-mail: only the end the window reads is normalised and tokenised."""
+    text = "".join(f"word{i} " for i in range(3000))  # 22,890 characters
+    keep = CHARS_PER_PIECE * 64
+    tail = text_tail(text, 64)
+    assert text.endswith(tail) and keep <= len(tail) <= keep * 3 // 2 and tail[0] == " "
+    assert text_tail(text[: keep * 3 // 2], 64) == text[: keep * 3 // 2]  # short enough: whole
+    assert text_tail(text, 0) == text
+    # Typing on moves the cut half of `keep` at a time, so consecutive keystrokes share their start.
+    starts = {len(text[:n]) - len(text_tail(text[:n], 64)) for n in range(15_000, 20_000)}
+    assert len(starts) <= 5000 // (keep // 2) + 2  # the first start, then a move every keep // 2 characters
+
+
+def test_a_long_texts_window_is_the_same_text_end(gru_lm):
+    text = "I think the movie was great and the acting was good, but the ending was weak. " * 300 + "The mo"
+    cut, fragment, _, _ = prompt_parts(gru_lm, text, 24)
+    whole, same_fragment, _, _ = prompt_parts(gru_lm, text, 0)
+    assert fragment == same_fragment == "mo"
+    assert len(cut) <= 25 and cut[0] == gru_lm.eos_id and whole[-(len(cut) - 1):] == cut[1:]

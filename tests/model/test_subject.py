@@ -21,6 +21,7 @@ from model.suggest import (
     header_ids,
     prompt_parts,
     suggest,
+    text_tail,
     unread_header_words,
 )
 from model.text import subject_line
@@ -53,8 +54,9 @@ def test_a_long_text_is_cut_but_its_subject_is_kept(reader):
     ids, _, _, _ = prompt_parts(reader, text, 24, head)
     assert ids[: len(head)] == head
     assert len(ids) - len(head) <= 24
-    assert ids == context_window([*head, *reader.tokenizer.encode(text.rstrip())], reader.tokenizer.word_start, 24,
-                                 len(head))
+    read = text_tail(text, 24).strip()  # what is read of a text this long: its end
+    assert text.rstrip().endswith(read) and len(read) < len(text.strip())
+    assert ids == context_window([*head, *reader.tokenizer.encode(read)], reader.tokenizer.word_start, 24, len(head))
 
 
 def test_the_subject_changes_what_a_reader_proposes_and_nothing_for_others(gru_lm, reader):
