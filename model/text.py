@@ -84,13 +84,20 @@ def split_fragment(text: str) -> tuple[str, str]:
 SUBJECT_PREFIX = "Subject: "
 
 
+#: Reply and forward markers before a subject ("Re: ", "FW: ", "Fwd: ", repeated).
+_REPLY_MARKERS_RE = re.compile(r"^(?:(?:re|fwd?)\s*:\s*)+", re.IGNORECASE)
+
+
 def subject_line(subject: str) -> str:
     """The subject as the text the network reads before the body ("" when there is none).
 
     A model that reads subjects saw, for most of its training e-mails, this line as a document
-    of its own just before the body (EOS, subject line, EOS, body): what the body is about.
+    of its own just before the body (EOS, subject line, EOS, body): what the body is about. The
+    corpus's subjects carry no reply or forward markers (1 of 16,454), so they are left out here
+    too: "RE: FW: Lunch tomorrow" is read as "Lunch tomorrow" (the markers had cut "lunch" after
+    "Are you free for " from 40% to 29% with gru-email).
     """
-    subject = normalize_text(subject)
+    subject = _REPLY_MARKERS_RE.sub("", normalize_text(subject))
     return SUBJECT_PREFIX + subject if subject else ""
 
 

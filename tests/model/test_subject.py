@@ -34,8 +34,15 @@ def reader(gru_lm):
 
 
 def test_the_subject_line_is_normalised_and_empty_when_there_is_none():
-    assert subject_line("  Re:\tlunch  tomorrow\n") == "Subject: Re: lunch tomorrow"
-    assert subject_line("") == subject_line(" \n ") == ""
+    assert subject_line("  Re:\tlunch  tomorrow\n") == "Subject: lunch tomorrow"
+    assert subject_line("") == subject_line(" \n ") == subject_line("RE: ") == ""
+
+
+def test_reply_and_forward_markers_are_left_out_as_the_corpus_left_them_out():
+    assert subject_line("RE: FW: Lunch tomorrow") == subject_line("Fwd:Lunch tomorrow") == "Subject: Lunch tomorrow"
+    assert subject_line("re : fw: Lunch") == "Subject: Lunch"
+    assert subject_line("Refund: status") == "Subject: Refund: status"  # a word, not a marker
+    assert subject_line("Lunch, re: tomorrow") == "Subject: Lunch, re: tomorrow"  # only at the start
 
 
 def test_only_a_model_that_reads_subjects_gets_the_subject_line(gru_lm, reader):
