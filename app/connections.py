@@ -43,7 +43,8 @@ class TimedConnection(asyncio.Protocol):
 
     def start(self) -> None:
         self.stop()
-        self.timer = asyncio.get_running_loop().call_later(self.seconds, self._expire)
+        if self.transport is not None and not self.transport.is_closing():  # not after the connection is gone
+            self.timer = asyncio.get_running_loop().call_later(self.seconds, self._expire)
 
     def stop(self) -> None:
         if self.timer is not None:
