@@ -107,7 +107,7 @@ class RequestHeadTimer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server, client = scope.get("server"), scope.get("client")
-        conn = _timed.get((tuple(server), tuple(client))) if scope["type"] != "lifespan" and server and client else None
+        conn = _timed.get((tuple(server), tuple(client))) if server and client else None  # none: lifespan
         if conn is None:
             await self.app(scope, receive, send)
             return

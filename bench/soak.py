@@ -42,7 +42,7 @@ import httpx
 from bench.servers import app_server, free_port, inherited_env
 from bench.stats import percentiles
 from bench.transport import KeepAliveTransport
-from bench.workloads import load_documents, load_subjects, typing_start, word_prefix
+from bench.workloads import PlannedRequest, load_documents, load_subjects, typing_start, word_prefix
 
 log = logging.getLogger("bench.soak")
 
@@ -56,6 +56,7 @@ HOSTILE: list[tuple[str, bytes]] = [
     # Sent raw: a head declaring 60 bytes, then half of them and silence (a client that lost its network).
     ("stalled_body", b'{"text": "Thanks for the'),
 ]
+HOSTILE_KINDS = frozenset(name for name, _ in HOSTILE)
 #: Raw request head of the stalled upload.
 STALLED_HEAD = (b"POST /v1/complete HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 60\r\n\r\n")
@@ -84,9 +85,9 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def _body(text: str, model: str, subject: str, **extra: int) -> bytes:
-    """A ``/v1/complete`` body; the subject only when there is one."""
-    return json.dumps({"text": text, "model": model, **extra} | ({"subject": subject} if subject else {})).encode()
+def _body(text: str, model: str, subject: str, max_words: int = 0) -> bytes:
+    """A ``/v1/complete`` body, as the load generator writes it."""
+    return json.dumps(PlannedRequest(0.0, text, max_words=max_words, subject=subject).payload(model)).encode()
 
 
 def open_files(pid: int) -> int | None:
@@ -158,11 +159,11 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
                 status = str(r.status_code)
                 if r.status_code == 503 and "retry-after" not in r.headers:
                     retry_after_missing += 1
-                if kind != "hostile" and r.status_code == 200:
+                if kind not in HOSTILE_KINDS and r.status_code == 200:
                     latencies.append((time.monotonic() - t0) * 1000)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             status = f"error:{type(exc).__name__}"
-        statuses.setdefault("hostile" if kind == "stalled_body" else kind, Counter())[status] += 1
+        statuses.setdefault("hostile" if kind in HOSTILE_KINDS else kind, Counter())[status] += 1
 
     async def sample_memory(client: httpx.AsyncClient) -> None:
         tick = 0
@@ -192,8 +193,7 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
             if delay > 0:
                 await asyncio.sleep(delay)
             kind, body, session = plan_request(rng, docs, words, models, typists)
-            label = kind if kind == "stalled_body" else "hostile" if kind in dict(HOSTILE) else kind  # sent raw
-            task = asyncio.create_task(send(client, label, body, session))
+            task = asyncio.create_task(send(client, kind, body, session))
             pending.add(task)
             task.add_done_callback(pending.discard)
             next_at += rng.expovariate(rate)

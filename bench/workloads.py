@@ -196,13 +196,17 @@ def typists_for_rate(rate: float) -> int:
 # --------------------------------------------------------------------------- requests
 
 
-def word_lists(docs: Sequence[str]) -> list[list[str]]:
-    """Documents as word lists, keeping those long enough for a 5-word prefix + a next word."""
-    words = [d.split() for d in docs]
-    usable = [w for w in words if len(w) > MIN_PREFIX_WORDS]
+def usable_documents(docs: Sequence[str]) -> list[tuple[int, list[str]]]:
+    """(index, words) of the documents long enough for a 5-word prefix + a next word."""
+    usable = [(i, w) for i, w in enumerate(d.split() for d in docs) if len(w) > MIN_PREFIX_WORDS]
     if not usable:
         raise ValueError(f"no document has more than {MIN_PREFIX_WORDS} words")
     return usable
+
+
+def word_lists(docs: Sequence[str]) -> list[list[str]]:
+    """Documents as word lists, keeping those long enough for a 5-word prefix + a next word."""
+    return [words for _, words in usable_documents(docs)]
 
 
 def word_prefix(words: Sequence[str], rng: random.Random) -> str:
@@ -248,14 +252,11 @@ def _prefix_plan(
     times: Sequence[float], docs: Sequence[str], subjects: Sequence[str], rng: random.Random, max_words: int,
     warmup: float,
 ) -> list[PlannedRequest]:
-    words = [d.split() for d in docs]
-    usable = [i for i, w in enumerate(words) if len(w) > MIN_PREFIX_WORDS]
-    if not usable:
-        raise ValueError(f"no document has more than {MIN_PREFIX_WORDS} words")
+    usable = usable_documents(docs)
     plan = []
     for t in times:
-        i = rng.choice(usable)  # the same draw as choosing among word_lists(docs)
-        plan.append(PlannedRequest(at=t, text=word_prefix(words[i], rng), k=DEFAULT_K, max_words=max_words,
+        i, words = rng.choice(usable)  # the same draw as choosing among word_lists(docs)
+        plan.append(PlannedRequest(at=t, text=word_prefix(words, rng), k=DEFAULT_K, max_words=max_words,
                                    warmup=t < warmup, subject=subjects[i]))
     return plan
 

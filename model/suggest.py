@@ -10,7 +10,7 @@ evaluator both run exactly this function.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -23,8 +23,8 @@ from model.text import SUBJECT_PREFIX, normalize_prompt, split_fragment, subject
 
 #: A subject line is read up to this many pieces (a subject is a line; more is not one).
 SUBJECT_PIECES = 64
-#: The most characters one SentencePiece piece spans (its trainer's ``max_piece_length``).
-CHARS_PER_PIECE = 16
+#: How far back from a cut :func:`text_tail` looks for the whitespace before the word it fell in.
+LONGEST_WORD = 64
 #: The subject line's first word ("Subject"): see unread_header_words.
 HEADER_WORDS = frozenset(words(SUBJECT_PREFIX)[:1])
 
@@ -80,7 +80,7 @@ def prompt_parts(
     ``head`` is what is read before the text (:func:`header_ids`; EOS alone by default). The text's
     ids are cut to the last ``context_pieces`` (:func:`context_window`; 0 keeps them all).
     """
-    prompt = normalize_prompt(text_tail(text, context_pieces))
+    prompt = normalize_prompt(text_tail(text, context_pieces * lm.tokenizer.max_piece_chars))
     context, fragment = split_fragment(prompt)
     require_space = context == "" or context.endswith(" ")
     head = head or [lm.eos_id]
@@ -88,25 +88,23 @@ def prompt_parts(
     return context_window(ids, lm.tokenizer.word_start, context_pieces, len(head)), fragment, require_space, prompt
 
 
-def text_tail(text: str, pieces: int) -> str:
-    """The end of ``text`` that its last ``pieces`` pieces come from (all of it when ``pieces`` is 0).
+def text_tail(text: str, chars: int) -> str:
+    """The end of ``text`` the context window reads: at least its last ``chars`` characters (all when 0).
 
     An editor sends the whole e-mail so far, and normalising and tokenising all of it to keep its
-    last pieces would cost each keystroke in proportion to the e-mail. A piece spans at most
-    ``CHARS_PER_PIECE`` characters, so the last ``CHARS_PER_PIECE * pieces`` hold the window
-    (short of it only where normalising removes much: whitespace runs, markup). The cut moves in
-    steps of half that and lands on whitespace, so consecutive keystrokes share their context's
-    start and the prefix cache keeps serving them. Texts up to one and a half times that are whole.
+    last pieces would cost each keystroke in proportion to the e-mail; ``prompt_parts`` asks for
+    the window's pieces times the longest piece's characters (short of the window only where
+    normalising removes much: whitespace runs, markup). The cut moves in steps of half that and
+    lands on the whitespace before the word it fell in, so consecutive keystrokes share their
+    context's start and the prefix cache keeps serving them. Texts up to one and a half times
+    ``chars`` are whole.
     """
-    keep = CHARS_PER_PIECE * pieces
-    step = keep // 2
-    if pieces <= 0 or len(text) <= keep + step:
+    step = chars // 2
+    if chars <= 0 or len(text) <= chars + step:
         return text
-    start = (len(text) - keep) // step * step
-    word = start
-    while word > start - CHARS_PER_PIECE * 4 and word > 0 and not text[word].isspace():
-        word -= 1  # back to the whitespace before the word the cut fell in (one a word's length away)
-    return text[word if text[word].isspace() else start :]
+    start = (len(text) - chars) // step * step
+    space = max(text.rfind(c, max(0, start - LONGEST_WORD), start + 1) for c in " \n\t\r")
+    return text[space if space >= 0 else start :]
 
 
 def header_ids(lm: LanguageModel, subject: str = "") -> list[int]:
@@ -242,9 +240,7 @@ def in_apostrophe_style(result: SuggestResult, apostrophe: str) -> SuggestResult
     def styled(s: str) -> str:
         return s.replace("'", apostrophe)
 
-    result.fragment = styled(result.fragment)
-    result.suggestions = [(styled(word), p) for word, p in result.suggestions]
-    result.insertions = [styled(text) for text in result.insertions]
-    if result.completion is not None:
-        result.completion = (styled(result.completion[0]), result.completion[1])
-    return result
+    completion = result.completion and (styled(result.completion[0]), result.completion[1])
+    return replace(result, fragment=styled(result.fragment), completion=completion,
+                   suggestions=[(styled(word), p) for word, p in result.suggestions],
+                   insertions=[styled(text) for text in result.insertions])

@@ -35,26 +35,33 @@ CURLY_APOSTROPHE = "’"
 def normalize_text(text: str) -> str:
     """Unicode NFC, typographic punctuation to ASCII and invisible characters out (:data:`TYPOGRAPHY`),
     HTML line breaks to spaces, every whitespace run to one space, stripped."""
+    return _spaced(_folded(text))
+
+
+def normalize_prompt(text: str) -> str:
+    """Like :func:`normalize_text` but keeps one trailing space: it tells "word ended"."""
+    text = _folded(text)  # first: a space stays the last character when an invisible one followed it
+    if not text:
+        return ""
+    ends_with_space = text[-1].isspace()
+    body = _spaced(text)
+    return body + " " if ends_with_space and body else body
+
+
+def _folded(text: str) -> str:
+    """NFC, then :data:`TYPOGRAPHY` (only a non-ASCII text has anything to fold: a scan in C)."""
     text = unicodedata.normalize("NFC", text)
-    if not text.isascii():  # a scan in C; most texts have nothing to fold
-        text = text.translate(TYPOGRAPHY)
+    return text if text.isascii() else text.translate(TYPOGRAPHY)
+
+
+def _spaced(text: str) -> str:
+    """HTML line breaks to spaces, every whitespace run to one space, stripped."""
     if "<" in text:  # a scan in C: most texts (every keystroke of one) have no tag to look for
         text = _BR_RE.sub(" ", text)
     text = text.replace("\x00", " ")
     if _ODD_SPACE_RE.search(text) is None:  # nothing to collapse: no new string
         return text.strip(" ")
     return _SPACE_RE.sub(" ", text).strip()
-
-
-def normalize_prompt(text: str) -> str:
-    """Like :func:`normalize_text` but keeps one trailing space: it tells "word ended"."""
-    if not text.isascii():
-        text = text.translate(TYPOGRAPHY)  # first: a space stays the last character when an invisible one followed it
-    if not text:
-        return ""
-    ends_with_space = text[-1].isspace()
-    body = normalize_text(text)
-    return body + " " if ends_with_space and body else body
 
 
 def typed_apostrophe(text: str) -> str:

@@ -17,7 +17,7 @@ from model.text import WORD_CHARS
 
 SPACE = "\u2581"  # SentencePiece's visible space
 #: Contexts up to this long are cached by :meth:`PieceTokenizer.encode`; a served context is at most
-#: 3,072 characters with the default 128-piece window (``model.suggest.text_tail``).
+#: 3,072 characters with the default 128-piece window and 16-character pieces (``model.suggest.text_tail``).
 ENCODE_CACHE_CHARS = 4096
 
 
@@ -47,6 +47,7 @@ class PieceTokenizer:
                 continuation[i] = True  # "ing", "'s", "7"
         #: Surface text of each piece ("" for control/byte pieces).
         self.surfaces = surfaces
+        self.max_piece_chars = max(map(len, surfaces))  # the most text one piece spans (model.suggest.text_tail)
         #: Pieces that begin a new word: leading space, then word characters only.
         self.word_start = word_start
         #: Pieces that can only continue the current word.

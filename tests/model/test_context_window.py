@@ -8,7 +8,7 @@ import torch
 
 from model.batching import drive
 from model.prefix_cache import PrefixStateCache
-from model.suggest import CHARS_PER_PIECE, DecodeOptions, context_window, prompt_parts, suggest, text_tail
+from model.suggest import DecodeOptions, context_window, prompt_parts, suggest, text_tail
 
 EOS = 0
 
@@ -51,7 +51,9 @@ def test_the_network_reads_exactly_the_window(gru_lm):
     options = DecodeOptions(context_pieces=24)
     ids, _, _, _ = prompt_parts(gru_lm, text, 0)
     cut, _, _, _ = prompt_parts(gru_lm, text, 24)
-    assert cut == context_window(ids, gru_lm.tokenizer.word_start, 24)
+    # Of a text this long only the end is tokenised (text_tail); the window is cut from its ids.
+    tail_ids, _, _, _ = prompt_parts(gru_lm, text_tail(text, 24 * gru_lm.tokenizer.max_piece_chars), 0)
+    assert cut == context_window(tail_ids, gru_lm.tokenizer.word_start, 24)
     assert len(cut) < len(ids)
     cache = PrefixStateCache(1 << 24)
     [bounded] = drive(gru_lm.module, [suggest(gru_lm, text, 3, 0, cache, options)])
@@ -69,17 +71,18 @@ def test_the_network_reads_exactly_the_window(gru_lm):
 def test_a_long_text_is_read_from_its_tail_cut_at_whitespace_in_steps():
     """An editor sends the whole e-mail: only the end the window reads is normalised and tokenised."""
     text = "".join(f"word{i} " for i in range(3000))  # 22,890 characters
-    keep = CHARS_PER_PIECE * 64
-    tail = text_tail(text, 64)
+    keep = 16 * 64  # 64 pieces of at most 16 characters
+    tail = text_tail(text, keep)
     assert text.endswith(tail) and keep <= len(tail) <= keep * 3 // 2 and tail[0] == " "
-    assert text_tail(text[: keep * 3 // 2], 64) == text[: keep * 3 // 2]  # short enough: whole
+    assert text_tail(text[: keep * 3 // 2], keep) == text[: keep * 3 // 2]  # short enough: whole
     assert text_tail(text, 0) == text
     # Typing on moves the cut half of `keep` at a time, so consecutive keystrokes share their start.
-    starts = {len(text[:n]) - len(text_tail(text[:n], 64)) for n in range(15_000, 20_000)}
+    starts = {len(text[:n]) - len(text_tail(text[:n], keep)) for n in range(15_000, 20_000)}
     assert len(starts) <= 5000 // (keep // 2) + 2  # the first start, then a move every keep // 2 characters
 
 
 def test_a_long_texts_window_is_the_same_text_end(gru_lm):
+    assert gru_lm.tokenizer.max_piece_chars == max(len(s) for s in gru_lm.tokenizer.surfaces) > 1
     text = "I think the movie was great and the acting was good, but the ending was weak. " * 300 + "The mo"
     cut, fragment, _, _ = prompt_parts(gru_lm, text, 24)
     whole, same_fragment, _, _ = prompt_parts(gru_lm, text, 0)

@@ -61,7 +61,7 @@ def test_a_long_text_is_cut_but_its_subject_is_kept(reader):
     ids, _, _, _ = prompt_parts(reader, text, 24, head)
     assert ids[: len(head)] == head
     assert len(ids) - len(head) <= 24
-    read = text_tail(text, 24).strip()  # what is read of a text this long: its end
+    read = text_tail(text, 24 * reader.tokenizer.max_piece_chars).strip()  # what is read of a text this long: its end
     assert text.rstrip().endswith(read) and len(read) < len(text.strip())
     assert ids == context_window([*head, *reader.tokenizer.encode(read)], reader.tokenizer.word_start, 24, len(head))
 
