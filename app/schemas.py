@@ -85,7 +85,7 @@ class CompleteResponse(BaseModel):
         1.0,
         description="Probability that the next word starts with the typed fragment, before it was typed (1 with"
         " no fragment). Suggestion probabilities and typed_word_prob are conditioned on it: P(word | what is"
-        " typed); multiply by it for P(word | context).",
+        " typed); multiply by it for P(word | the context and the space typed before the word).",
     )
     subject_read: bool = Field(
         False, description="The model read the request's subject before the text (false: none was sent, or this"

@@ -173,15 +173,17 @@ class NextWords:
 
     words: list[tuple[str, float]]  # (word, log-probability), best first
     typed_logp: float | None = None  # log P(the fragment is the whole word); None: not a word / not reached
-    # log P(the next piece agrees with the fragment) (0 without one): what the probabilities of a
-    # fragment's completions are conditioned on (see fragment_logp).
+    # log P(the text after the context starts as typed): with a fragment, the next piece agrees with it
+    # (see fragment_logp); without one, after a typed space, the next piece starts with a space (see
+    # space_logp); else 0. What the words' probabilities are conditioned on.
     fragment_logp: float = 0.0
     # The proposed words whose likelier spelling starts with a space piece. Only a context that
     # ends without a space leaves it open: after "Mr." the word is " Lay", after "john@" it is
     # "enron", attached; a client needs it to insert the word.
     spaced: frozenset[str] = frozenset()
-    # log P(the next word is none of the search's ``exclude``) (0 without any): ``fragment_logp``
-    # minus this is P(the next word starts with the fragment | it is not one of them).
+    # log P(what follows the context starts as the space typed says, and the next word is none of the
+    # search's ``exclude``) (space_logp without any): ``fragment_logp`` minus this is P(the next word
+    # starts with the fragment | the space, and it is not one of them); 0 without a fragment.
     outside_logp: float = 0.0
 
 
@@ -213,6 +215,11 @@ def next_words(
     so the rest are conditioned on the text being another word (see :func:`without_mass`); what
     that leaves of the whole next word, ``outside_logp``, is noted on the context's cache entry,
     so only the first keystroke that needs it searches for it.
+
+    Probabilities are conditioned on what is typed after the context: the fragment, or with none
+    a typed space (``require_space``): then the next piece starts with a space (:func:`space_logp`),
+    and the mass the network gave to what cannot follow one ("-" after "follow", ",", "'s") is
+    not counted against the words.
 
     A beam step keeps the ``beam`` best (hypothesis, piece) pairs. It takes them from each
     hypothesis's own best allowed pieces, which is the same set as the best of all pairs:
@@ -263,11 +270,12 @@ def next_words(
     ranked = sorted(finals.items(), key=lambda kv: kv[1], reverse=True)
     if lexicon is not None:
         ranked = [(word, score) for word, score in ranked if score >= likeliest + NEGLIGIBLE_LOGP]
-    given = fragment_logp(tok, reached, fragment, require_space) if fragment else 0.0
+    space = space_logp(tok, reached[()], require_space)
+    given = fragment_logp(tok, reached, fragment, require_space) if fragment else space
     if excluded is not None:
         given = without_mass(given, excluded)
     spaced = frozenset(w for w, _ in ranked[:k] if forms.get((w, True), NEG_INF) >= forms.get((w, False), NEG_INF))
-    outside = 0.0
+    outside = space
     if exclude:
         key = ("outside", exclude)
         outside = given if not fragment else reached[()].notes.get(key)
@@ -286,6 +294,32 @@ def without_mass(total: float, part: float) -> float:
     if part >= total - 1e-9:
         return total
     return total + math.log1p(-math.exp(part - total))
+
+
+def space_logp(tok: PieceTokenizer, node: _Node, require_space: bool) -> float:
+    """log P(the next piece starts with a space) after ``node`` when a space was typed (0 when none was).
+
+    The condition a typed space puts on what follows: "up" after "Thanks for the follow " is
+    P(up | the space) = 70%, not the 7% left once the network's 85% for an attached "-" is counted
+    (the space belongs to the next piece in SentencePiece, so the context never shows it). Noted
+    on the node: every keystroke of the next word reuses it.
+    """
+    if not require_space:
+        return 0.0
+    noted = node.notes.get("space")
+    if noted is None:
+        noted = node.notes["space"] = _mass_logp(node.row[tok.space_led_ids])
+    return noted
+
+
+def _mass_logp(values: np.ndarray) -> float:
+    """log(sum(exp(values))) of log-probabilities (<= 0: their exps cannot overflow; only an all-underflow
+    needs the shift)."""
+    mass = float(np.exp(values).sum())
+    if mass > 0.0:
+        return math.log(mass)
+    top = float(values.max()) if len(values) else NEG_INF
+    return NEG_INF if top == NEG_INF else top + math.log(float(np.exp(values - top).sum()))
 
 
 def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], fragment: str, require_space: bool,
@@ -311,12 +345,7 @@ def fragment_logp(tok: PieceTokenizer, reached: dict[tuple[int, ...], _Node], fr
         child = (*ids, piece)
         if child in reached:  # a prefix piece whose continuations the search saw: keep what agrees
             values[j] += fragment_logp(tok, reached, fragment, require_space, child, typed + int(tok.word_chars[piece]))
-    # Log-probabilities are <= 0, so their exps cannot overflow; only an all-underflow needs the shift.
-    mass = float(np.exp(values).sum())
-    if mass > 0.0:
-        return math.log(mass)
-    top = float(values.max())
-    return NEG_INF if top == NEG_INF else top + math.log(float(np.exp(values - top).sum()))
+    return _mass_logp(values)
 
 
 @lru_cache(maxsize=1024)  # keyed like _few_allowed
@@ -511,15 +540,16 @@ def phrase_candidates(
     The first word must complete ``fragment``, and the probabilities are then conditioned on
     the text starting with it: on ``given``, log P(it does) (the next-word search's
     :func:`fragment_logp`), or else on the mass of the first pieces that agree with it, a looser
-    bound. Hypotheses below ``min_logp`` are dropped (they can only fall). With a ``lexicon``, a
-    phrase with a word outside it is never a candidate. A first word in ``exclude`` is never
+    bound; without a fragment, on a typed space (:func:`space_logp`). Hypotheses below
+    ``min_logp`` are dropped (they can only fall). With a ``lexicon``, a phrase with a word
+    outside it is never a candidate. A first word in ``exclude`` is never
     finished (only longer words that start with it go on); ``given`` should then be the
     next-word search's, which leaves its probability out.
     """
     printable, sentence_end = tok.printable, tok.sentence_end
     found: dict[str, PhraseCandidate] = {}
-    if given is None and not fragment:
-        given = 0.0  # log P(the continuation agrees with the fragment), conditioned away below
+    if given is None and not fragment:  # log P(the continuation starts as typed), conditioned away below
+        given = space_logp(tok, _Node(logp, state, {}), require_space)
     elif given is None:
         first = _allowed(tok, True, fragment, require_space)
         given = float(torch.logsumexp(logp[0].masked_fill(~first, NEG_INF), dim=0))

@@ -63,9 +63,10 @@ class SuggestResult:
     # P(the fragment is already the whole word | the fragment is typed): the suggestions never
     # repeat it (see model.decoder.NextWords); 0 with no fragment or when the search did not reach it.
     typed_word_prob: float = 0.0
-    # P(the next word starts with the fragment | context), from what the search reached (see
-    # model.decoder.fragment_logp; 1 with no fragment): the suggestions' and typed_word_prob's
-    # condition; times it, they are unconditional.
+    # P(the next word starts with the fragment | context and the space typed before it), from what the
+    # search reached (see model.decoder.fragment_logp; 1 with no fragment): the suggestions' and
+    # typed_word_prob's condition; times it, they are conditioned on the context and that space alone
+    # (model.decoder.space_logp: the network's mass for what cannot follow a space is never counted).
     fragment_prob: float = 1.0
     # For each suggestion, exactly what to insert after the caret (see insertion_text).
     insertions: list[str] = field(default_factory=list)

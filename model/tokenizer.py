@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from functools import lru_cache
 
+import numpy as np
 import sentencepiece as spm
 import torch
 
@@ -62,6 +63,8 @@ class PieceTokenizer:
         self.boundary_weights_np = self.boundary_weights.numpy()
         #: Ids of the pieces that continue a word, ascending.
         self.continuation_ids = continuation.nonzero().flatten().numpy()
+        #: Ids of the pieces whose text starts with a space, ascending: all that may follow a typed space.
+        self.space_led_ids = np.array([i for i, s in enumerate(surfaces) if s.startswith(" ")], dtype=np.int64)
         #: How many characters of a word each piece types (its surface without the leading space).
         self.word_chars = torch.tensor([len(s.lstrip(" ")) for s in surfaces]).numpy()
         #: Pieces with visible text (not control or byte pieces): what a phrase may contain.

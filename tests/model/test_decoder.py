@@ -116,12 +116,15 @@ def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragm
     else:
         assert result.typed_logp is None
     # What the completions are conditioned on, exact when the beam spans everything: P(the text
-    # starts with " " + fragment). Every word and the typed text fit inside it.
-    expected = brute_force_prefix_logp(tok, module, start, fragment) if fragment else 0.0
+    # starts with " " + fragment); with no fragment, P(it starts with the typed space). Every word and
+    # the typed text fit inside it.
+    space = float(torch.logsumexp(logp[0][[i for i, s in enumerate(tok.surfaces) if s.startswith(" ")]], 0))
+    expected = brute_force_prefix_logp(tok, module, start, fragment) if fragment else space
     assert result.fragment_logp == pytest.approx(expected, abs=1e-4)
-    if fragment:
-        inside = [s for _, s in found] + ([result.typed_logp] if result.typed_logp is not None else [])
-        assert float(torch.logsumexp(torch.tensor(inside), 0)) <= result.fragment_logp + 1e-5
+    assert result.outside_logp == pytest.approx(space, abs=1e-4)
+    inside = [s for _, s in found] + ([result.typed_logp] if result.typed_logp is not None else [])
+    assert float(torch.logsumexp(torch.tensor(inside), 0)) <= result.fragment_logp + 1e-5
+    assert result.fragment_logp <= result.outside_logp + 1e-5
 
 
 def flat_beam_next_words(tok: PieceTokenizer, module: BigramModule, start: int, fragment: str, k: int,

@@ -102,7 +102,9 @@ def test_a_word_ruled_out_is_never_proposed_and_the_rest_are_renormalised(gru_lm
     top, p_top = full.words[0][0], math.exp(full.words[0][1])
     ruled = search(frozenset({top}))
     assert top not in dict(ruled.words)
-    assert ruled.fragment_logp == pytest.approx(math.log1p(-p_top))
+    # Conditioned on the start of a text (its first piece starts with a space) less the ruled-out word.
+    assert full.fragment_logp == full.outside_logp < 0.0
+    assert ruled.fragment_logp == pytest.approx(math.log(math.exp(full.fragment_logp) - p_top))
     assert ruled.outside_logp == ruled.fragment_logp  # with no fragment, all that is left
     # With a fragment, what the fragment is conditioned on is the same whole mass (found, and
     # noted on the context's cache entry, by a search without the fragment).
