@@ -97,12 +97,14 @@ class LanguageModel:
     precision: str = "fp32"  # weights as served: "fp32" (as stored) or "fp16" (the module's pack_fp16)
     lexicon: Lexicon | None = None  # the words it may propose; None: any string the pieces spell
     zero_state: Tensor = field(init=False)
-    phrase_calibration: PhraseCalibration = field(init=False)
+    phrase_calibration: PhraseCalibration = field(init=False)  # ghost text at a word boundary
+    phrase_calibration_inside: PhraseCalibration = field(init=False)  # ghost text that completes a fragment
 
     def __post_init__(self) -> None:
         with torch.no_grad():
             self.zero_state = self.module.init_state(1)
         self.phrase_calibration = PhraseCalibration.from_card(self.card)
+        self.phrase_calibration_inside = PhraseCalibration.from_card(self.card, inside=True)
 
     @property
     def eos_id(self) -> int:

@@ -482,6 +482,12 @@ class PhraseCandidate:
     sentence_end: bool = False
 
 
+#: Where a card keeps the calibration of phrases inside a word (True) and at word boundaries (False).
+#: Fitted apart because the two see different probabilities: inside a word the fragment conditions
+#: them and they run higher (docs/models.md, "Ghost text inside a word").
+CARD_KEYS = {True: "phrase_calibration_inside", False: "phrase_calibration"}
+
+
 @dataclass(frozen=True)
 class PhraseCalibration:
     """Maps a phrase's sequence probability to P(the writer accepts it as is).
@@ -512,8 +518,10 @@ class PhraseCalibration:
         return -math.log1p(math.exp(-logit_p)) - 1e-6 if logit_p > -700 else NEG_INF
 
     @classmethod
-    def from_card(cls, card: dict) -> PhraseCalibration:
-        fitted = card.get("phrase_calibration") or {}
+    def from_card(cls, card: dict, inside: bool = False) -> PhraseCalibration:
+        """The card's calibration for phrases at word boundaries, or with ``inside`` for phrases that
+        complete a typed fragment (``phrase_calibration_inside``; the boundaries' where a card has none)."""
+        fitted = (card.get(CARD_KEYS[True]) if inside else None) or card.get(CARD_KEYS[False]) or {}
         return cls(float(fitted.get("slope", 1.0)), float(fitted.get("per_word", 0.0)), float(fitted.get("bias", 0.0)))
 
 

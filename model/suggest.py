@@ -221,7 +221,7 @@ def suggest(
     if max_words > 0:
         phrase = yield from complete_phrase(
             lm.tokenizer, logp, state, fragment, require_space, max_words, options.phrase_beam, memo,
-            lm.phrase_calibration, options.completion_threshold,
+            lm.phrase_calibration_inside if fragment else lm.phrase_calibration, options.completion_threshold,
             # Mid-word, conditioned as the suggestions are (docs/models.md, "Ghost text inside a word").
             given=given, lexicon=lexicon, exclude=exclude,
         )

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from model.artifact import LanguageModel, load_artifact
+from model.decoder import CARD_KEYS
 from model.export import export_checkpoint
 from model.lexicon import Lexicon
 from model.network import ModelConfig, RNNLanguageModel, rebuild_eager
@@ -264,10 +265,11 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     if args.sender:  # the card describes the model, not whose mail it read: no address in it
         given = json.dumps(args.sender)[1:-1]  # as it appears in the recorded command and config
         extra["training"] = json.loads(json.dumps(card.get("training") or {}).replace(given, "<sender>"))
-    if base.card.get("phrase_calibration"):
-        # The base's ghost-text calibration until one is fitted on the new text (training.phrases
-        # --write-card): closer than none, which would trust the raw probabilities.
-        extra["phrase_calibration"] = {**base.card["phrase_calibration"], "inherited_from": Path(args.base).name}
+    for key in CARD_KEYS.values():
+        if base.card.get(key):
+            # The base's ghost-text calibrations until they are fitted on the new text (training.phrases
+            # --write-card): closer than none, which would trust the raw probabilities.
+            extra[key] = {**base.card[key], "inherited_from": Path(args.base).name}
     (Path(cfg.out) / "lineage.json").write_text(json.dumps(extra, indent=2))
     lexicon, about = adapted_lexicon(base, args.corpus, args.split, args.lexicon_min_count, args.sender)
     card = update_card(args.out, extra, lexicon, about)

@@ -12,7 +12,8 @@ the word ends there too). From these:
 
 * **calibration** (``--fit-split``): Platt scaling of the phrase probability (logistic
   regression of acceptance on ``logit(P)`` and the phrase's word count), stored in the
-  artifact's card (``phrase_calibration``) so the server's ``confidence`` is P(accepted);
+  artifact's card (``phrase_calibration``; with ``--positions inside``, fitted at every keystroke
+  inside a word, ``phrase_calibration_inside``) so the server's ``confidence`` is P(accepted);
 * **the operating curve** (``--eval-split``): for thresholds 0.05-0.95, the phrase the server
   would show at each boundary (:func:`model.decoder.choose_phrase`): coverage (share of
   boundaries that show one), ExactMatch (share of shown phrases typed exactly), mean words,
@@ -40,7 +41,14 @@ from tqdm import tqdm
 
 from model.artifact import LanguageModel, load_artifact, update_card
 from model.batching import Decoding, drive_stream
-from model.decoder import PhraseCalibration, PhraseCandidate, choose_phrase, next_words, phrase_candidates
+from model.decoder import (
+    CARD_KEYS,
+    PhraseCalibration,
+    PhraseCandidate,
+    choose_phrase,
+    next_words,
+    phrase_candidates,
+)
 from model.prefix_cache import PrefixStateCache, StepMemo
 from model.suggest import DecodeOptions, context_state, header_ids, prompt_parts, unread_header_words
 from model.text import WORD_CHARS, WORD_RE
@@ -305,7 +313,8 @@ def main(argv: list[str] | None = None) -> None:
                              "fitted run does, so that the two report on the same documents")
     parser.add_argument("--write-card", action="store_true", help="store the calibration in the artifact's card")
     parser.add_argument("--positions", choices=tuple(POSITIONS), default="boundaries",
-                        help="inside: every keystroke inside a word, reported with --keep-calibration")
+                        help="inside: every keystroke inside a word, fitted to and read from the card's "
+                             "phrase_calibration_inside (phrase_calibration at boundaries)")
     parser.add_argument("--conditioning", choices=CONDITIONINGS, default="first-piece",
                         help="what a mid-word phrase's probability is conditioned on (the server's: search)")
     parser.add_argument("--all-words", action="store_true",
@@ -329,15 +338,16 @@ def main(argv: list[str] | None = None) -> None:
     fit_docs: list[str] = []
     if not args.keep_calibration or args.not_on_fit_docs:
         fit_docs = _sample(args.fit_corpus or args.corpus, args.fit_split, args.fit_docs, args.fit_seed)
+    inside = args.positions == "inside"
     if args.keep_calibration:
-        calibration = PhraseCalibration.from_card(lm.card)
+        calibration = PhraseCalibration.from_card(lm.card, inside=inside)
         fit_found: list[list[Observed]] = []
-    else:
+    else:  # fitted where it is used: at word boundaries, or inside words (CARD_KEYS)
         fit_subjects = load_subjects(args.fit_corpus or args.corpus, args.fit_split) if args.subjects else None
-        fit_found = collect(lm, fit_docs, args.max_words, args.beam, known_words=not args.all_words,
-                            subjects=fit_subjects)
+        fit_found = collect(lm, fit_docs, args.max_words, args.beam, positions=args.positions,
+                            conditioning=args.conditioning, known_words=not args.all_words, subjects=fit_subjects)
         calibration = fit_platt([o for obs in fit_found for o in obs])
-        log.info("calibration on %d boundaries of %s: %s", len(fit_found), args.fit_split, calibration)
+        log.info("calibration on %d %s of %s: %s", len(fit_found), args.positions, args.fit_split, calibration)
     threshold = args.threshold
     if threshold is None:
         threshold = choose_threshold(fit_found, calibration, args.target_exact_match) if fit_found else 0.5
@@ -385,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
          "word boundaries" if args.positions == "boundaries" else "keystrokes inside words")
     log.info("at threshold %.2f: %s", threshold, json.dumps(at_default))
     if args.write_card and not args.keep_calibration:
-        update_card(args.model, {"phrase_calibration": {
+        update_card(args.model, {CARD_KEYS[inside]: {
             **asdict(calibration), "fitted_on": f"{Path(args.fit_corpus or args.corpus).name}:{args.fit_split}",
             "boundaries": len(fit_found), "threshold": threshold}})
         log.info("wrote the calibration into %s", args.model)

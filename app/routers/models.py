@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["models"])
 #: What a model card may tell a client: what the model is, what it learnt from and how it scores.
 #: Commands, local paths and training configurations stay in the file.
 PUBLIC_CARD_KEYS = ("name", "format_version", "config", "parameters", "vocab_size", "checksum", "evaluation",
-                    "phrase_calibration", "training_hardware", "lexicon")
+                    "phrase_calibration", "phrase_calibration_inside", "training_hardware", "lexicon")
 
 
 def public_card(card: dict) -> dict:
