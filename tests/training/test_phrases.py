@@ -12,6 +12,7 @@ from training.phrases import (
     boundaries,
     expected_calibration_error,
     fit_platt,
+    inside_words,
     operating_point,
     reliability,
 )
@@ -141,3 +142,34 @@ def test_a_kept_calibration_can_leave_out_the_fit_documents(tmp_path, tiny_model
                       "--fit-docs", "2", "--threshold", "0.4", "--out", str(out), *flags])
         docs[bool(flags)] = json.loads(out.with_suffix(".json").read_text())["eval_docs"]
     assert docs == {False: 3, True: 1}
+
+
+def test_a_fit_inside_words_writes_its_own_calibration_and_leaves_the_boundaries(tmp_path, tiny_models):
+    """--positions inside --write-card fits at every keystroke inside a word and stores the fit apart."""
+    import gzip
+    import json
+    import shutil
+
+    from model.artifact import load_artifact
+    from training.phrases import main as phrases_main
+
+    texts = ["Please send the budget report by Monday.", "The meeting is moved to Friday at noon.",
+             "Thanks for the gas numbers, see you then."]
+    records = [{"split": split, "text": t} for split in ("dev", "test") for t in texts]
+    corpus = tmp_path / "mail.jsonl.gz"
+    with gzip.open(corpus, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in records)
+    model = tmp_path / "gru.pt"
+    shutil.copy(tiny_models["gru"], model)
+    before = load_artifact(model).card.get("phrase_calibration")
+    phrases_main(["--model", str(model), "--corpus", str(corpus), "--fit-docs", "3", "--eval-docs", "3",
+                  "--threshold", "0.4", "--positions", "inside", "--conditioning", "search", "--write-card",
+                  "--out", str(tmp_path / "inside")])
+    result = json.loads((tmp_path / "inside.json").read_text())
+    card = load_artifact(model).card
+    assert result["positions"] == "inside"
+    assert result["fit_boundaries"] == sum(len(list(inside_words(t))) for t in texts)  # fitted at every keystroke
+    assert card.get("phrase_calibration") == before
+    fitted = {k: card["phrase_calibration_inside"][k] for k in ("slope", "per_word", "bias")}
+    assert fitted == result["calibration"]
+    assert card["phrase_calibration_inside"]["fitted_on"] == "mail.jsonl.gz:dev"
