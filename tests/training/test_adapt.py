@@ -125,7 +125,8 @@ def test_personal_recipe_holds_out_a_tenth_and_keeps_the_base_calibration(
     base = tmp_path / "base.pt"
     base.write_bytes(tiny_models["gru"].read_bytes())
     calibration = {"slope": 0.9, "per_word": -0.1, "bias": 0.05, "threshold": 0.4, "fitted_on": "mail:dev"}
-    update_card(base, {"phrase_calibration": calibration})
+    inside = {"slope": 0.95, "per_word": -0.2, "bias": 0.1, "threshold": 0.4, "fitted_on": "mail:dev"}
+    update_card(base, {"phrase_calibration": calibration, "phrase_calibration_inside": inside})
     argv = ["--from", str(base), "--corpus", str(tmp_path / "me.mbox"), "--out", str(tmp_path / "me.pt"),
             "--work-dir", str(tmp_path / "work"), "--threads", "1", "--personal"]
     args = parse_args(argv)
@@ -139,7 +140,10 @@ def test_personal_recipe_holds_out_a_tenth_and_keeps_the_base_calibration(
     assert card["lineage"]["recipe"]["lr"] == PERSONAL_RECIPE["lr"]
     # Ghost text stays calibrated as the base's was, saying where that came from, until refitted.
     assert card["phrase_calibration"] == {**calibration, "inherited_from": "base.pt"}
-    assert load_artifact(tmp_path / "me.pt").phrase_calibration == load_artifact(base).phrase_calibration
+    assert card["phrase_calibration_inside"] == {**inside, "inherited_from": "base.pt"}
+    adapted, original = load_artifact(tmp_path / "me.pt"), load_artifact(base)
+    assert adapted.phrase_calibration == original.phrase_calibration
+    assert adapted.phrase_calibration_inside == original.phrase_calibration_inside != original.phrase_calibration
     # What adapting had to beat is recorded beside what it reached.
     assert card["lineage"]["base_val_loss"] > 0
 
