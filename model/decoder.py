@@ -483,8 +483,8 @@ class PhraseCandidate:
 
 
 #: Where a card keeps the calibration of phrases inside a word (True) and at word boundaries (False).
-#: Fitted apart because the two see different probabilities: inside a word the fragment conditions
-#: them and they run higher (docs/models.md, "Ghost text inside a word").
+#: Fitted apart because inside a word the fragment conditions the probabilities, and a fit at word
+#: boundaries read them under-confidently there (docs/models.md, "Ghost text inside a word").
 CARD_KEYS = {True: "phrase_calibration_inside", False: "phrase_calibration"}
 
 
