@@ -482,10 +482,11 @@ class PhraseCandidate:
     sentence_end: bool = False
 
 
-#: Where a card keeps the calibration of phrases inside a word (True) and at word boundaries (False).
-#: Fitted apart because inside a word the fragment conditions the probabilities, and a fit at word
+#: Where a card keeps the calibration of phrases at word boundaries, and of phrases inside a word:
+#: fitted apart because inside a word the fragment conditions the probabilities, and a fit at word
 #: boundaries read them under-confidently there (docs/models.md, "Ghost text inside a word").
-CARD_KEYS = {True: "phrase_calibration_inside", False: "phrase_calibration"}
+BOUNDARY_CALIBRATION_KEY = "phrase_calibration"
+INSIDE_CALIBRATION_KEY = "phrase_calibration_inside"
 
 
 @dataclass(frozen=True)
@@ -521,7 +522,7 @@ class PhraseCalibration:
     def from_card(cls, card: dict, inside: bool = False) -> PhraseCalibration:
         """The card's calibration for phrases at word boundaries, or with ``inside`` for phrases that
         complete a typed fragment (``phrase_calibration_inside``; the boundaries' where a card has none)."""
-        fitted = (card.get(CARD_KEYS[True]) if inside else None) or card.get(CARD_KEYS[False]) or {}
+        fitted = (inside and card.get(INSIDE_CALIBRATION_KEY)) or card.get(BOUNDARY_CALIBRATION_KEY) or {}
         return cls(float(fitted.get("slope", 1.0)), float(fitted.get("per_word", 0.0)), float(fitted.get("bias", 0.0)))
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from model.artifact import LanguageModel, load_artifact
-from model.decoder import CARD_KEYS
+from model.decoder import BOUNDARY_CALIBRATION_KEY, INSIDE_CALIBRATION_KEY
 from model.export import export_checkpoint
 from model.lexicon import Lexicon
 from model.network import ModelConfig, RNNLanguageModel, rebuild_eager
@@ -265,7 +265,7 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     if args.sender:  # the card describes the model, not whose mail it read: no address in it
         given = json.dumps(args.sender)[1:-1]  # as it appears in the recorded command and config
         extra["training"] = json.loads(json.dumps(card.get("training") or {}).replace(given, "<sender>"))
-    for key in CARD_KEYS.values():
+    for key in (BOUNDARY_CALIBRATION_KEY, INSIDE_CALIBRATION_KEY):
         if base.card.get(key):
             # The base's ghost-text calibrations until they are fitted on the new text (training.phrases
             # --write-card): closer than none, which would trust the raw probabilities.

@@ -42,7 +42,8 @@ from tqdm import tqdm
 from model.artifact import LanguageModel, load_artifact, update_card
 from model.batching import Decoding, drive_stream
 from model.decoder import (
-    CARD_KEYS,
+    BOUNDARY_CALIBRATION_KEY,
+    INSIDE_CALIBRATION_KEY,
     PhraseCalibration,
     PhraseCandidate,
     choose_phrase,
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep_calibration:
         calibration = PhraseCalibration.from_card(lm.card, inside=inside)
         fit_found: list[list[Observed]] = []
-    else:  # fitted where it is used: at word boundaries, or inside words (CARD_KEYS)
+    else:  # fitted where it is used: at word boundaries, or inside words
         fit_subjects = load_subjects(args.fit_corpus or args.corpus, args.fit_split) if args.subjects else None
         fit_found = collect(lm, fit_docs, args.max_words, args.beam, positions=args.positions,
                             conditioning=args.conditioning, known_words=not args.all_words, subjects=fit_subjects)
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
          "word boundaries" if args.positions == "boundaries" else "keystrokes inside words")
     log.info("at threshold %.2f: %s", threshold, json.dumps(at_default))
     if args.write_card and not args.keep_calibration:
-        update_card(args.model, {CARD_KEYS[inside]: {
+        update_card(args.model, {INSIDE_CALIBRATION_KEY if inside else BOUNDARY_CALIBRATION_KEY: {
             **asdict(calibration), "fitted_on": f"{Path(args.fit_corpus or args.corpus).name}:{args.fit_split}",
             "boundaries": len(fit_found), "threshold": threshold}})
         log.info("wrote the calibration into %s", args.model)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from app.deps import get_state
 from app.schemas import ModelInfo, ModelsResponse
 from app.state import ServerState
+from model.decoder import BOUNDARY_CALIBRATION_KEY, INSIDE_CALIBRATION_KEY
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["models"])
 #: What a model card may tell a client: what the model is, what it learnt from and how it scores.
 #: Commands, local paths and training configurations stay in the file.
 PUBLIC_CARD_KEYS = ("name", "format_version", "config", "parameters", "vocab_size", "checksum", "evaluation",
-                    "phrase_calibration", "phrase_calibration_inside", "training_hardware", "lexicon")
+                    BOUNDARY_CALIBRATION_KEY, INSIDE_CALIBRATION_KEY, "training_hardware", "lexicon")
 
 
 def public_card(card: dict) -> dict:
