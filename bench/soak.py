@@ -42,7 +42,7 @@ import httpx
 from bench.servers import app_server, free_port, inherited_env
 from bench.stats import percentiles
 from bench.transport import KeepAliveTransport
-from bench.workloads import PlannedRequest, load_documents, load_subjects, typing_start, word_prefix
+from bench.workloads import PlannedRequest, load_documents, load_subjects, typing_start, usable_documents, word_prefix
 
 log = logging.getLogger("bench.soak")
 
@@ -132,7 +132,7 @@ def cache_bytes(metrics_text: str) -> float:
 async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple[str, str]], models: list[str],
                seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
-    words = [(w, subject) for subject, w in ((s, d.split()) for s, d in docs) if len(w) >= 7]
+    words = [(w, docs[i][0]) for i, w in usable_documents([d for _, d in docs]) if len(w) >= 7]
     if not words:
         raise ValueError("no document has 7 words or more")
     typists: dict[int, tuple[str, str, int]] = {}
