@@ -268,3 +268,44 @@ def test_demo_page_sends_the_subject_and_asks_again_when_it_changes(page):
     assert len(sent) > asked
     assert sent[-1] == {**sent[asked - 1], "subject": "Budget"}
     assert page.eval_on_selector("#editor", "e => e.value") == value
+
+
+def test_demo_page_offers_a_completion_only_when_it_beats_the_word_as_typed(page):
+    """Inside a word a chip shows only when likelier than the fragment being the whole word."""
+    typed = {"prob": 0.0}
+
+    def with_probs(route):
+        body = route.fetch().json()
+        if body["fragment"] and body["suggestions"]:
+            body["typed_word_prob"] = typed["prob"]
+            body["completion"] = None  # the ghost then falls back to the top word, under the same rule
+            for i, s in enumerate(body["suggestions"]):
+                s["prob"] = [0.6, 0.2, 0.01][min(i, 2)]
+        route.fulfill(json=body)
+
+    page.route("**/v1/complete", with_probs)
+    page.locator("#editor").click()
+    chips = "() => [...document.querySelectorAll('#chips button.chip')].map(b => b.dataset.word)"
+
+    # Every completion likelier than the fragment alone: all shown, most likely first.
+    value = _type(page, "this movie is th")
+    _wait_answer(page, value)
+    assert page.locator("#chips").get_attribute("data-fragment") == "th"
+    everything = page.evaluate(chips)
+    assert everything
+
+    # The fragment as typed beats all but the first: only that one is offered.
+    typed["prob"] = 0.3
+    value = _type(page, "e")
+    _wait_answer(page, value)
+    offered = page.evaluate(chips)
+    assert len(offered) == 1 and offered[0].lower().startswith("the"), offered
+
+    # The fragment as typed beats every completion: no chip, and the page says why.
+    typed["prob"] = 0.9
+    value = _type(page, " a")
+    page.wait_for_function("v => document.getElementById('chips').dataset.for === v", arg=value)
+    assert page.evaluate(chips) == []
+    note = page.locator("#chips .empty").inner_text()
+    assert "“a”" in note and "90%" in note, note
+    assert page.locator("#ghost").inner_text() == ""  # the ghost follows the same rule
