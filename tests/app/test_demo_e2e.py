@@ -278,7 +278,7 @@ def test_demo_page_offers_a_completion_only_when_it_beats_the_word_as_typed(page
         body = route.fetch().json()
         if body["fragment"] and body["suggestions"]:
             body["typed_word_prob"] = typed["prob"]
-            body["completion"] = None  # the ghost then falls back to the top word, under the same rule
+            body["completion"] = None  # the server found no phrase confident enough
             for i, s in enumerate(body["suggestions"]):
                 s["prob"] = [0.6, 0.2, 0.01][min(i, 2)]
         route.fulfill(json=body)
@@ -300,6 +300,8 @@ def test_demo_page_offers_a_completion_only_when_it_beats_the_word_as_typed(page
     _wait_answer(page, value)
     offered = page.evaluate(chips)
     assert len(offered) == 1 and offered[0].lower().startswith("the"), offered
+    # No completion in the answer: no ghost text, though a word beats the fragment as typed.
+    assert page.locator("#ghost").inner_text() == ""
 
     # The fragment as typed beats every completion: no chip, and the page says why.
     typed["prob"] = 0.9
@@ -308,4 +310,4 @@ def test_demo_page_offers_a_completion_only_when_it_beats_the_word_as_typed(page
     assert page.evaluate(chips) == []
     note = page.locator("#chips .empty").inner_text()
     assert "“a”" in note and "90%" in note, note
-    assert page.locator("#ghost").inner_text() == ""  # the ghost follows the same rule
+    assert page.locator("#ghost").inner_text() == ""
