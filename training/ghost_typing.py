@@ -84,6 +84,15 @@ def served_ghost(lm: LanguageModel, cache: PrefixStateCache, options: DecodeOpti
     return ask
 
 
+def at_least(ask: Ask, min_chars: int) -> Ask:
+    """``ask``'s ghost text, hidden when shorter than ``min_chars``."""
+    def shorter_hidden(text: str) -> Decoding[str]:
+        ghost = yield from ask(text)
+        return ghost if len(ghost) >= min_chars else ""
+
+    return shorter_hidden
+
+
 def type_document(doc: str, ask: Ask) -> Decoding[GhostScore]:
     """Type ``doc`` with the ghost text ``ask`` shows (a decoder generator, as the model's are)."""
     score = GhostScore(chars=len(doc))
@@ -104,14 +113,14 @@ def type_document(doc: str, ask: Ask) -> Decoding[GhostScore]:
 
 
 def evaluate(lm: LanguageModel, docs: list[str], options: DecodeOptions | None = None,
-             subjects: dict[str, str] | None = None, batch_docs: int = 64) -> dict[str, Any]:
+             subjects: dict[str, str] | None = None, batch_docs: int = 64, min_chars: int = 1) -> dict[str, Any]:
     """The documents typed with the ghost text, batched across documents as the evaluator batches them."""
     options = options or DecodeOptions()
     subjects = subjects or {}
     cache = PrefixStateCache(512 * 1024 * 1024)
     total = GhostScore()
     # Each document is its own cache scope, as each writer is the server's.
-    gens = (type_document(d, served_ghost(lm, cache, options, subjects.get(d, ""), scope=str(i)))
+    gens = (type_document(d, at_least(served_ghost(lm, cache, options, subjects.get(d, ""), str(i)), min_chars))
             for i, d in enumerate(docs))
     with tqdm(total=len(docs), unit="doc", desc=f"ghost typing {lm.name}", file=sys.stderr, mininterval=5) as bar:
         for _, score in drive_stream(lm.module, gens, width=batch_docs, max_rows=1024):
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=DecodeOptions.completion_threshold,
                         help="the completion threshold (the server's by default)")
+    parser.add_argument("--min-chars", type=int, default=1, help="show no ghost shorter than this")
     parser.add_argument("--subjects", action="store_true", help="a model that reads subjects reads each e-mail's")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="as served by default")
     parser.add_argument("--threads", type=int, default=None)
@@ -162,9 +172,10 @@ def main(argv: list[str] | None = None) -> None:
         "docs": len(docs),
         "threshold": args.threshold,
         "max_words": MAX_WORDS,
+        "min_chars": args.min_chars,
         "subject_read": bool(subjects) and lm.reads_subject,
         "precision": args.precision,
-        **evaluate(lm, docs, options, subjects),
+        **evaluate(lm, docs, options, subjects, min_chars=args.min_chars),
         "seconds": round(time.time() - started, 1),
         "command": "python -m training.ghost_typing " + " ".join(argv if argv is not None else sys.argv[1:]),
     }

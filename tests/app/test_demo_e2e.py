@@ -311,3 +311,24 @@ def test_demo_page_offers_a_completion_only_when_it_beats_the_word_as_typed(page
     note = page.locator("#chips .empty").inner_text()
     assert "“a”" in note and "90%" in note, note
     assert page.locator("#ghost").inner_text() == ""
+
+
+def test_demo_page_shows_no_ghost_that_saves_no_keystroke(page):
+    """A one-character ghost costs its Tab what it saves: the page leaves it out, a longer one shows."""
+    ghost = {"text": "s"}
+
+    def completing(route):
+        body = route.fetch().json()
+        body["completion"] = {"text": ghost["text"], "confidence": 0.9}
+        route.fulfill(json=body)
+
+    page.route("**/v1/complete", completing)
+    page.locator("#editor").click()
+    value = _type(page, "thanks for the update")
+    page.wait_for_function("v => document.getElementById('chips').dataset.for === v", arg=value)
+    assert page.locator("#ghost").inner_text() == ""
+
+    ghost["text"] = ", I"
+    value = _type(page, "s")
+    page.wait_for_function(GHOST_FOR_VALUE, arg=value)
+    assert page.locator("#ghost").inner_text() == ", I"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from model.batching import drive
 from model.suggest import DecodeOptions
-from training.ghost_typing import GhostScore, evaluate, takes, type_document
+from training.ghost_typing import GhostScore, at_least, evaluate, takes, type_document
 
 
 def _ghosts(shown: dict[str, str]):
@@ -46,3 +46,13 @@ def test_the_served_ghost_accounts_for_every_character(gru_lm):
     never = evaluate(gru_lm, docs, DecodeOptions(completion_threshold=1.01))  # no confidence reaches it
     assert never["shown"] == never["tabs"] == 0 and never["keystrokes"] == never["chars"]
     assert never["ghost_ksr"] == 0.0
+
+
+def test_a_one_character_ghost_saves_nothing():
+    """Its Tab costs the keystroke it saves: hiding such ghosts leaves the keystrokes as they were."""
+    doc = "see you soon."
+    ghosts = _ghosts({"see ": "you soon", "see you soon": ".", "se": "x"})
+    every = drive(None, [type_document(doc, ghosts)])[0]
+    longer = drive(None, [type_document(doc, at_least(ghosts, 2))])[0]
+    assert (every.keystrokes, every.shown, every.tabs) == (6, 3, 2)
+    assert (longer.keystrokes, longer.shown, longer.tabs) == (6, 1, 1)
