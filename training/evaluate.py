@@ -298,6 +298,15 @@ def sample_docs(docs: list[str], max_docs: int | None, seed: int) -> list[str]:
     return docs
 
 
+def load_named(model_path: str, precision: str = "fp32", threads: int | None = None) -> LanguageModel:
+    """The artifact at ``model_path``, named by its file (as results name it), on ``threads`` torch threads."""
+    if threads:
+        torch.set_num_threads(threads)
+    lm = load_artifact(model_path, precision=precision)
+    lm.name = Path(model_path).stem
+    return lm
+
+
 def evaluate_path(
     model_path: str, docs: Iterable[str], batch_docs: int = 64, ksr: bool = True, precision: str = "fp32",
     threads: int | None = None, bar_position: int = 0, beam: int | None = None,
@@ -312,8 +321,7 @@ def evaluate_path(
 
         return evaluate_predictor(f"ngram:{Path(model_path).name}", NgramModel.load(model_path), docs, ksr,
                                   bar_position)
-    lm = load_artifact(model_path, precision=precision)
-    lm.name = Path(model_path).stem
+    lm = load_named(model_path, precision)
     options = DecodeOptions(beam=beam or DecodeOptions.beam, context_pieces=context_pieces, known_words=known_words)
     result = evaluate_neural(lm, docs, batch_docs, ksr, options, bar_position=bar_position, subjects=subjects)
     return {**result, "precision": lm.precision}

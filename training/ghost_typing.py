@@ -32,12 +32,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from model.artifact import LanguageModel, load_artifact
+from model.artifact import LanguageModel
 from model.batching import Decoding, drive_stream
 from model.prefix_cache import PrefixStateCache
 from model.suggest import DecodeOptions, suggest
 from model.text import WORD_CHARS
-from training.evaluate import load_docs, load_subjects
+from training.evaluate import load_docs, load_named, load_subjects
 
 log = logging.getLogger("training.ghost_typing")
 
@@ -155,13 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="the JSON results file")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     started = time.time()
-    lm = load_artifact(args.model, precision=args.precision)
-    lm.name = Path(args.model).stem
+    lm = load_named(args.model, args.precision, args.threads)
     docs = load_docs(None, args.corpus, args.split, args.max_docs, args.seed)
     subjects = load_subjects(args.corpus, args.split) if args.subjects else None
     options = DecodeOptions(completion_threshold=args.threshold)

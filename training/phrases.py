@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model.artifact import LanguageModel, load_artifact, update_card
+from model.artifact import LanguageModel, update_card
 from model.batching import Decoding, drive_stream
 from model.decoder import (
     BOUNDARY_CALIBRATION_KEY,
@@ -53,7 +53,7 @@ from model.decoder import (
 from model.prefix_cache import PrefixStateCache, StepMemo
 from model.suggest import DecodeOptions, context_state, header_ids, prompt_parts, unread_header_words
 from model.text import WORD_CHARS, WORD_RE
-from training.evaluate import load_docs, load_subjects
+from training.evaluate import load_docs, load_named, load_subjects
 
 log = logging.getLogger("training.phrases")
 
@@ -326,13 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="output stem: STEM.json, STEM_curve.png, STEM_reliability.png")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     started = time.time()
-    lm = load_artifact(args.model)
-    lm.name = Path(args.model).stem
+    lm = load_named(args.model, threads=args.threads)
     stem = Path(args.out)
     stem.parent.mkdir(parents=True, exist_ok=True)
 
