@@ -9,7 +9,8 @@ A writer meets it as a sequence: each document is typed character by character, 
 keystroke (and before the first) the server's own decoder (:func:`model.suggest.suggest`, ``max_words``
 5, the served threshold) is asked for its completion. When it shows one and the document goes on with
 exactly that text, one Tab inserts it; otherwise the writer types the next character. Nothing else
-helps the writer here: no chip is clicked, so these savings are the ghost text's alone.
+helps the writer here: no chip is clicked, so these savings are the ghost text's alone. The request is
+the page's (``k`` 5), and so is what it shows: no ghost under two characters (``--min-chars``).
 
 * ``ghost_ksr`` = 1 - keystrokes / characters (a Tab is one keystroke);
 * ``shown``: keystrokes after which a ghost was showing, ``right``: those whose ghost was then taken
@@ -42,6 +43,11 @@ from training.evaluate import load_docs, load_named, load_subjects
 log = logging.getLogger("training.ghost_typing")
 
 MAX_WORDS = 5  # what the demo page asks for
+#: The words the demo page asks for: the next-word search that conditions a phrase inside a word
+#: runs to the same depth as the page's, so its ghost text is the page's.
+PAGE_K = 5
+#: The shortest ghost the demo page shows: a one-character one saves no keystroke (its Tab is one).
+PAGE_MIN_CHARS = 2
 
 
 @dataclass
@@ -73,10 +79,11 @@ Ask = Callable[[str], Decoding[str]]
 
 
 def served_ghost(lm: LanguageModel, cache: PrefixStateCache, options: DecodeOptions, subject: str = "",
-                 scope: str = "") -> Ask:
-    """The server's ghost text: its completion (``max_words`` 5), shown only at the threshold."""
+                 scope: str = "", k: int = PAGE_K) -> Ask:
+    """The server's ghost text for a request of ``k`` words: its completion (``max_words`` 5), shown
+    only at the threshold."""
     def ask(text: str) -> Decoding[str]:
-        result = yield from suggest(lm, text, 1, MAX_WORDS, cache, options, scope=scope, subject=subject)
+        result = yield from suggest(lm, text, k, MAX_WORDS, cache, options, scope=scope, subject=subject)
         ghost = result.completion[0] if result.completion is not None else ""
         # After a typed space (or at the start) the page shows it without one.
         return ghost.lstrip(" ") if not text or text[-1] == " " else ghost
@@ -113,7 +120,8 @@ def type_document(doc: str, ask: Ask) -> Decoding[GhostScore]:
 
 
 def evaluate(lm: LanguageModel, docs: list[str], options: DecodeOptions | None = None,
-             subjects: dict[str, str] | None = None, batch_docs: int = 64, min_chars: int = 1) -> dict[str, Any]:
+             subjects: dict[str, str] | None = None, batch_docs: int = 64,
+             min_chars: int = PAGE_MIN_CHARS) -> dict[str, Any]:
     """The documents typed with the ghost text, batched across documents as the evaluator batches them."""
     options = options or DecodeOptions()
     subjects = subjects or {}
@@ -149,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=DecodeOptions.completion_threshold,
                         help="the completion threshold (the server's by default)")
-    parser.add_argument("--min-chars", type=int, default=1, help="show no ghost shorter than this")
+    parser.add_argument("--min-chars", type=int, default=PAGE_MIN_CHARS,
+                        help="show no ghost shorter than this (the demo page's by default)")
     parser.add_argument("--subjects", action="store_true", help="a model that reads subjects reads each e-mail's")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="as served by default")
     parser.add_argument("--threads", type=int, default=None)
@@ -167,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         "docs": len(docs),
         "threshold": args.threshold,
         "max_words": MAX_WORDS,
+        "k": PAGE_K,
         "min_chars": args.min_chars,
         "subject_read": bool(subjects) and lm.reads_subject,
         "precision": args.precision,
