@@ -60,8 +60,16 @@ class Query:
     fragment: str
 
 
+class Tally:
+    """A dataclass of counts that sums field by field (a document's into a corpus's)."""
+
+    def add(self, other: Tally) -> None:
+        for name, value in asdict(other).items():  # type: ignore[call-overload]  # subclasses are dataclasses
+            setattr(self, name, getattr(self, name) + value)
+
+
 @dataclass
-class DocScore:
+class DocScore(Tally):
     """Counts for one document (sums over documents give the corpus figures)."""
 
     words: int = 0
@@ -72,10 +80,6 @@ class DocScore:
     queries: int = 0
     proposals: int = 0  # words proposed over all queries
     outside_lexicon: int = 0  # of them, strings outside the model's lexicon (when it has one)
-
-    def add(self, other: DocScore) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
 
 
 def document_queries(doc: str) -> Generator[Query, list[str], DocScore]:

@@ -13,10 +13,10 @@ helps the writer here: no chip is clicked, so these savings are the ghost text's
 the page's (``k`` 5), and so is what it shows: no ghost under two characters (``--min-chars``).
 
 * ``ghost_ksr`` = 1 - keystrokes / characters (a Tab is one keystroke);
-* ``shown``: keystrokes after which a ghost was showing, ``right``: those whose ghost was then taken
-  (a ghost the writer types through is asked about again at the next keystroke, so a wrong one that
-  stays up counts at each keystroke it is seen);
-* ``tabs``, ``tab_chars``: acceptances and the characters they inserted.
+* ``shown``: keystrokes after which a ghost was showing (a ghost the writer types through is asked
+  about again at the next keystroke, so a wrong one that stays up counts at each keystroke it is seen);
+* ``tabs``, ``tab_chars``: the ghosts taken (every right one is) and the characters they inserted;
+  ``right_when_shown`` = tabs / shown.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from model.batching import Decoding, drive_stream
 from model.prefix_cache import PrefixStateCache
 from model.suggest import DecodeOptions, suggest
 from model.text import WORD_CHARS
-from training.evaluate import load_docs, load_named, load_subjects
+from training.evaluate import Tally, load_docs, load_named, load_subjects
 
 log = logging.getLogger("training.ghost_typing")
 
@@ -51,19 +51,14 @@ PAGE_MIN_CHARS = 2
 
 
 @dataclass
-class GhostScore:
+class GhostScore(Tally):
     """Counts for one document or, summed, for many (see the module docstring)."""
 
     chars: int = 0
     keystrokes: int = 0
     shown: int = 0
-    right: int = 0
-    tabs: int = 0
+    tabs: int = 0  # the ghosts taken: every right one is
     tab_chars: int = 0
-
-    def add(self, other: GhostScore) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
 
 
 def takes(ghost: str, rest: str) -> bool:
@@ -79,14 +74,12 @@ Ask = Callable[[str], Decoding[str]]
 
 
 def served_ghost(lm: LanguageModel, cache: PrefixStateCache, options: DecodeOptions, subject: str = "",
-                 scope: str = "", k: int = PAGE_K) -> Ask:
-    """The server's ghost text for a request of ``k`` words: its completion (``max_words`` 5), shown
-    only at the threshold."""
+                 scope: str = "") -> Ask:
+    """The server's ghost text for the page's request: its completion, shown only at the threshold
+    (after a typed space it comes without one: ``model.suggest.typed_part_removed``)."""
     def ask(text: str) -> Decoding[str]:
-        result = yield from suggest(lm, text, k, MAX_WORDS, cache, options, scope=scope, subject=subject)
-        ghost = result.completion[0] if result.completion is not None else ""
-        # After a typed space (or at the start) the page shows it without one.
-        return ghost.lstrip(" ") if not text or text[-1] == " " else ghost
+        result = yield from suggest(lm, text, PAGE_K, MAX_WORDS, cache, options, scope=scope, subject=subject)
+        return result.completion[0] if result.completion is not None else ""
 
     return ask
 
@@ -110,7 +103,6 @@ def type_document(doc: str, ask: Ask) -> Decoding[GhostScore]:
         if ghost:
             score.shown += 1
         if takes(ghost, doc[pos:]):
-            score.right += 1
             score.tabs += 1
             score.tab_chars += len(ghost)
             pos += len(ghost)
@@ -141,7 +133,7 @@ def summarize(total: GhostScore) -> dict[str, Any]:
     return {
         **asdict(total),
         "ghost_ksr": round(1 - total.keystrokes / max(total.chars, 1), 4),
-        "right_when_shown": round(total.right / total.shown, 4) if total.shown else None,
+        "right_when_shown": round(total.tabs / total.shown, 4) if total.shown else None,
         "shown_per_keystroke": round(total.shown / max(total.keystrokes, 1), 4),
         "chars_per_tab": round(total.tab_chars / total.tabs, 2) if total.tabs else None,
     }

@@ -28,7 +28,7 @@ def test_one_tab_types_the_ghost_and_a_wrong_one_costs_nothing_but_a_look():
     doc = "see you soon"
     score = drive(None, [type_document(doc, _ghosts({"see": " them", "see ": "you soon"}))])[0]
     # s, e, e (ghost " them" shown, wrong), space, then Tab inserts "you soon".
-    assert score == GhostScore(chars=12, keystrokes=5, shown=2, right=1, tabs=1, tab_chars=8)
+    assert score == GhostScore(chars=12, keystrokes=5, shown=2, tabs=1, tab_chars=8)
 
     nothing = drive(None, [type_document(doc, _ghosts({}))])[0]
     assert nothing == GhostScore(chars=12, keystrokes=12)
