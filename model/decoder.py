@@ -14,8 +14,9 @@ boundary) and grow piece sequences whose surface text forms the next word(s):
   only its words are proposed (:mod:`model.lexicon`).
 * :func:`complete_phrase` -- the ghost text: of the places where the most probable
   continuations could stop (a word end or sentence punctuation, up to ``max_words`` words),
-  the longest whose calibrated confidence -- the probability that the writer types exactly
-  that text next -- reaches the threshold. Given a lexicon, the phrase uses only its words.
+  of those whose calibrated confidence -- the probability that the writer types exactly that
+  text next -- reaches the threshold, the one that saves the most keystrokes on average.
+  Given a lexicon, the phrase uses only its words.
 
 The fragment constraint works on surface text, not on the fragment's own tokenisation:
 a typed ``"mo"`` is often tokenised ``" mo"`` while the word it belongs to is the single
@@ -31,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -480,6 +482,12 @@ class PhraseCandidate:
     logp: float
     words: int
     sentence_end: bool = False
+    typed: int = 0  # how much of ``text`` is already typed (the fragment, and a typed space before it)
+
+    @property
+    def inserted(self) -> int:
+        """The characters a Tab on this phrase inserts."""
+        return len(self.text) - self.typed
 
 
 #: Where a card keeps the calibration of phrases at word boundaries, and of phrases inside a word:
@@ -571,7 +579,8 @@ def phrase_candidates(
             return
         old = found.get(text)
         total = score - given if old is None else _logaddexp(old.logp, score - given)
-        found[text] = PhraseCandidate(text, total, n_words, at_sentence_end)
+        typed = len(fragment) + (1 if require_space and text.startswith(" ") else 0)
+        found[text] = PhraseCandidate(text, total, n_words, at_sentence_end, typed)
 
     hyps = [_Hyp("", 0.0)]
     for _ in range(3 * max_words + 3):
@@ -615,21 +624,43 @@ def phrase_candidates(
     return list(found.values())
 
 
-def choose_phrase(
-    candidates: list[PhraseCandidate], calibration: PhraseCalibration, threshold: float
-) -> tuple[PhraseCandidate, float] | None:
-    """The phrase to show: the longest candidate whose confidence reaches ``threshold``.
+class Phrase(Protocol):
+    """What :func:`choose_phrase` weighs: a :class:`PhraseCandidate`, or an evaluator's record of one."""
 
-    Longer ghost text saves more keystrokes, so among confident candidates the one with most
-    words wins, then one that ends its sentence, then the more confident. When none reaches
-    the threshold the most confident one is returned (the caller does not show it).
+    @property
+    def logp(self) -> float: ...
+    @property
+    def words(self) -> int: ...
+    @property
+    def sentence_end(self) -> bool: ...
+    @property
+    def inserted(self) -> int: ...
+
+
+P = TypeVar("P", bound=Phrase)
+
+
+def expected_saving(phrase: Phrase, confidence: float) -> float:
+    """Keystrokes a shown ``phrase`` saves on average: its characters less the Tab, when it is taken."""
+    return confidence * (phrase.inserted - 1)
+
+
+def choose_phrase(candidates: list[P], calibration: PhraseCalibration, threshold: float) -> tuple[P, float] | None:
+    """The phrase to show: of the candidates whose confidence reaches ``threshold``, the one that
+    saves the most keystrokes on average (:func:`expected_saving`).
+
+    The longest confident phrase would insert the most when right, but it is right less often
+    than a shorter one that ends where the writer is surer; weighing both saves more keystrokes
+    and shows fewer wrong ghosts (docs/models.md, "Which phrase is shown"). Ties go to more
+    words, then one that ends its sentence, then the more confident. When none reaches the
+    threshold the most confident one is returned (the caller does not show it).
     """
     if not candidates:
         return None
     scored = [(c, calibration.confidence(c.logp, c.words)) for c in candidates]
     confident = [(c, conf) for c, conf in scored if conf >= threshold]
     if confident:
-        return max(confident, key=lambda cc: (cc[0].words, cc[0].sentence_end, cc[1]))
+        return max(confident, key=lambda cc: (expected_saving(cc[0], cc[1]), cc[0].words, cc[0].sentence_end, cc[1]))
     return max(scored, key=lambda cc: cc[1])
 
 

@@ -71,6 +71,7 @@ class Observed:
     logp: float
     sentence_end: bool
     accepted: bool
+    inserted: int  # the characters a Tab on it inserts (what model.decoder.choose_phrase weighs)
 
 
 def boundaries(doc: str) -> Iterator[tuple[str, str]]:
@@ -130,7 +131,7 @@ def _document(lm: LanguageModel, doc: str, cache: PrefixStateCache, max_words: i
         candidates: list[PhraseCandidate] = yield from phrase_candidates(
             lm.tokenizer, logp, state, fragment, require_space, max_words, beam, None, min_logp, given, lexicon,
             exclude)
-        found.append([Observed(c.words, c.logp, c.sentence_end, is_accepted(c.text, following))
+        found.append([Observed(c.words, c.logp, c.sentence_end, is_accepted(c.text, following), c.inserted)
                       for c in candidates])
     return found
 
@@ -215,9 +216,8 @@ def shown(found: list[list[Observed]], calibration: PhraseCalibration,
     """At each boundary, the phrase the server would show at ``threshold`` (with its confidence)."""
     out: list[tuple[Observed, float] | None] = []
     for obs in found:
-        by_candidate = {PhraseCandidate(str(i), o.logp, o.words, o.sentence_end): o for i, o in enumerate(obs)}
-        chosen = choose_phrase(list(by_candidate), calibration, threshold)
-        out.append(None if chosen is None or chosen[1] < threshold else (by_candidate[chosen[0]], chosen[1]))
+        chosen = choose_phrase(obs, calibration, threshold)
+        out.append(None if chosen is None or chosen[1] < threshold else chosen)
     return out
 
 

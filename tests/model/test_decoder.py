@@ -312,7 +312,7 @@ def test_phrase_confidence_is_the_calibrated_sequence_probability(tok: PieceToke
     assert candidates
     for c in candidates:
         assert c.words <= 2 and c.logp <= 0
-    best = max(candidates, key=lambda c: (c.words, c.sentence_end, c.logp))
+    best = max(candidates, key=lambda c: (math.exp(c.logp) * (c.inserted - 1), c.words, c.sentence_end, c.logp))
     text, conf = run(module, complete_phrase(tok, logp, state, "", True, 2, 4, None, PhraseCalibration(), 0.0))
     assert text == best.text and conf == pytest.approx(math.exp(best.logp), rel=1e-6)
     # A threshold no candidate reaches prunes every hypothesis early: nothing to show.
@@ -340,6 +340,20 @@ def test_mid_word_ghost_text_is_conditioned_like_the_suggestions(tok: PieceToken
     # Conditioned on the looser first-piece mass instead, every probability is at most as high.
     loose = run(module, phrase_candidates(tok, logp, state, fragment, True, 1, tok.vocab_size))
     assert all(c.logp <= by_text.get(c.text.strip(), math.inf) + 1e-9 for c in loose if not c.sentence_end)
+
+
+@pytest.mark.parametrize(("fragment", "require_space"), [("", True), ("mo", True), ("", False)])
+def test_a_candidate_counts_what_its_tab_inserts(tok: PieceTokenizer, fragment: str, require_space: bool) -> None:
+    """What the phrase choice weighs is what the server inserts: the text less the fragment and a typed space."""
+    from model.decoder import phrase_candidates
+    from model.suggest import typed_part_removed
+
+    module = BigramModule(tok.vocab_size, seed=5)
+    logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    candidates = run(module, phrase_candidates(tok, logp, state, fragment, require_space, 2, 8))
+    assert candidates
+    for c in candidates:
+        assert c.inserted == len(typed_part_removed(c.text, fragment, require_space)), c.text
 
 
 @pytest.mark.parametrize("fragment", ["", "mo"])

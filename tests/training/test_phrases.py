@@ -74,7 +74,7 @@ def test_acceptance_is_exact_and_ends_at_a_word_boundary():
 
 def _observed(p_true: float, logp: float, n: int, words: int = 1) -> list[Observed]:
     hits = round(n * p_true)
-    return [Observed(words, logp, False, i < hits) for i in range(n)]
+    return [Observed(words, logp, False, i < hits, 8) for i in range(n)]
 
 
 def test_platt_scaling_recovers_an_overconfident_model():
@@ -95,24 +95,36 @@ def test_min_logp_never_prunes_a_phrase_that_would_be_shown():
     assert PhraseCalibration().min_logp(0.0, 5) == float("-inf")
 
 
-def test_the_longest_confident_phrase_is_shown():
+def test_the_confident_phrase_that_saves_most_is_shown():
     cal = PhraseCalibration()
-    short = PhraseCandidate(" let", math.log(0.9), 1)
-    mid = PhraseCandidate(" let me know", math.log(0.6), 3)
-    long_ = PhraseCandidate(" let me know if you", math.log(0.2), 5)
-    chosen, conf = choose_phrase([short, mid, long_], cal, 0.5)
+    # Typed " " before each: " let" inserts 3 characters, " let me know" 10, " let me know if you" 17.
+    short = PhraseCandidate(" let", math.log(0.9), 1, typed=1)
+    mid = PhraseCandidate(" let me know", math.log(0.6), 3, typed=1)
+    long_ = PhraseCandidate(" let me know if you", math.log(0.2), 5, typed=1)
+    chosen, conf = choose_phrase([short, mid, long_], cal, 0.5)  # 0.6 x 9 keystrokes beats 0.9 x 2
     assert chosen == mid and conf == pytest.approx(0.6)
     chosen, conf = choose_phrase([short, mid, long_], cal, 0.95)  # none is confident: the likeliest, to hide
     assert chosen == short and conf < 0.95
     assert choose_phrase([], cal, 0.5) is None
 
 
+def test_a_longer_confident_phrase_gives_way_to_a_surer_shorter_one():
+    """The longest confident phrase is not always shown: 0.9 x 9 keystrokes beats 0.45 x 16."""
+    cal = PhraseCalibration()
+    mid = PhraseCandidate(" let me know", math.log(0.9), 3, typed=1)
+    long_ = PhraseCandidate(" let me know if you", math.log(0.45), 5, typed=1)
+    assert choose_phrase([mid, long_], cal, 0.4)[0] == mid
+    surer_long = PhraseCandidate(" let me know if you", math.log(0.6), 5, typed=1)  # 0.6 x 16 beats 0.9 x 9
+    assert choose_phrase([mid, surer_long], cal, 0.4)[0] == surer_long
+
+
 def test_operating_point_counts_coverage_and_exact_match():
     cal = PhraseCalibration()
     found = [
-        [Observed(1, math.log(0.9), False, True), Observed(2, math.log(0.6), False, False)],  # shows the 2-word one
-        [Observed(1, math.log(0.3), False, True)],  # below 0.5: nothing shown
-        [Observed(1, math.log(0.7), True, True)],
+        # 0.6 x 9 keystrokes beats 0.9 x 3: the 2-word one is shown
+        [Observed(1, math.log(0.9), False, True, 4), Observed(2, math.log(0.6), False, False, 10)],
+        [Observed(1, math.log(0.3), False, True, 4)],  # below 0.5: nothing shown
+        [Observed(1, math.log(0.7), True, True, 5)],
         [],
     ]
     point = operating_point(found, cal, 0.5)
