@@ -19,7 +19,15 @@ from model.artifact import LanguageModel
 from model.batching import Decoding, ModelCall
 from model.decoder import complete_phrase, next_words
 from model.prefix_cache import PrefixStateCache, StepMemo
-from model.text import SUBJECT_PREFIX, normalize_prompt, split_fragment, subject_line, typed_apostrophe, words
+from model.text import (
+    SUBJECT_PREFIX,
+    ends_in_pictograph,
+    normalize_prompt,
+    split_fragment,
+    subject_line,
+    typed_apostrophe,
+    words,
+)
 
 #: A subject line is read up to this many pieces (a subject is a line; more is not one).
 SUBJECT_PIECES = 64
@@ -228,6 +236,9 @@ def suggest(
         if phrase is not None and phrase[1] >= options.completion_threshold:
             completion = (typed_part_removed(phrase[0], fragment, require_space), phrase[1])
     insertions = [insertion_text(word, fragment, require_space, word in found.spaced) for word, _ in found.words]
+    if not fragment and ends_in_pictograph(text):  # read as a space the writer did not type
+        insertions = [" " + t for t in insertions]
+        completion = completion and (" " + completion[0], completion[1])
     result = SuggestResult(fragment, suggestions, completion, len(ids), prefilled, hit, typed_word_prob=typed_word_prob,
                            fragment_prob=min(1.0, math.exp(given - found.outside_logp)), insertions=insertions,
                            subject_read=len(head) > 1)
@@ -237,7 +248,7 @@ def suggest(
 
 def in_apostrophe_style(result: SuggestResult, apostrophe: str) -> SuggestResult:
     """``result`` written with the writer's ``apostrophe``: the network reads and writes "'" (see
-    ``model.text.TYPOGRAPHY``), but text typed with "’" goes on with "’" ("I’ll", not "I'll")."""
+    ``model.text.TYPOGRAPHY``), but text typed with "’" (or "´") goes on with it ("I’ll", not "I'll")."""
     def styled(s: str) -> str:
         return s.replace("'", apostrophe)
 

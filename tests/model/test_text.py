@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from model.text import WORD_PATTERN, normalize_prompt, split_fragment, typed_apostrophe, words
+from model.text import WORD_PATTERN, ends_in_pictograph, normalize_prompt, split_fragment, typed_apostrophe, words
 
 
 @pytest.mark.parametrize(
@@ -58,6 +58,20 @@ def test_typographic_punctuation_is_read_as_the_ascii_the_models_learnt() -> Non
     assert typed_apostrophe("I don’t ") == "’"
     assert typed_apostrophe("I don't, or don’t") == "'"  # mixed: the straight one
     assert typed_apostrophe("Café ") == typed_apostrophe("plain ") == "'"
+
+
+def test_pictographs_separate_words_and_compatibility_letters_are_ascii() -> None:
+    """Emoji are read as the spaces they stand for; ligatures, full-width letters and the acute accent
+    typed for an apostrophe as the ASCII the training text has; other symbols stay as typed."""
+    assert normalize_prompt("Happy birthday 🎉🎂 Hope you") == "Happy birthday Hope you"
+    assert normalize_prompt("Sounds good 👍🏽") == "Sounds good "  # a skin tone goes with its emoji
+    assert normalize_prompt("Done ✅ thanks ❤️ ") == "Done thanks "  # dingbats; the variation selector
+    assert normalize_prompt("the ﬁnal ＲＥＰＯＲＴ，ok") == "the final REPORT,ok"
+    assert normalize_prompt("I don´t ") == "I don't "
+    assert typed_apostrophe("I don´t ") == "´"
+    assert normalize_prompt("25°F © ™ ≥ 5 → ") == "25°F © ™ ≥ 5 → "
+    assert ends_in_pictograph("Sounds good 👍🏽") and ends_in_pictograph("ok 🙂\u200d")
+    assert not ends_in_pictograph("Sounds good 👍 ") and not ends_in_pictograph("ok") and not ends_in_pictograph("")
 
 
 def test_words_follow_the_metric_pattern() -> None:

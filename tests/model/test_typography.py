@@ -1,5 +1,5 @@
 """Text typed with curly apostrophes (as many editors substitute them) is read as the models learnt
-it, with "'", and answered in the writer's style, with "’"."""
+it, with "'", and answered in the writer's style, with "’"; emoji are read as the spaces they stand for."""
 
 from __future__ import annotations
 
@@ -36,3 +36,26 @@ def test_the_e_mail_models_read_curly_apostrophes(name):
                                                 suggest(lm, "I’ll be out of the office. I", 5)])
     assert curly.suggestions == straight.suggestions and curly.suggestions[0][0] == "know"
     assert "’m" in inside.insertions and not any("'" in t for t in inside.insertions)
+
+
+def test_an_emoji_is_read_as_a_space_and_a_word_after_one_gets_its_space(gru_lm):
+    spaced, emoji, after = drive(gru_lm.module, [suggest(gru_lm, "Sounds good ", 5, 4),
+                                                 suggest(gru_lm, "Sounds good 👍🏽 ", 5, 4),
+                                                 suggest(gru_lm, "Sounds good 👍🏽", 5, 4)])
+    assert emoji.suggestions == spaced.suggestions == after.suggestions
+    assert emoji.insertions == spaced.insertions and spaced.insertions
+    assert after.insertions == [" " + t for t in spaced.insertions]  # the writer typed no space after it
+    if spaced.completion is not None:
+        assert after.completion == (" " + spaced.completion[0], spaced.completion[1])
+
+
+@pytest.mark.parametrize("name", ["gru-email", "lstm-email"])
+def test_the_e_mail_models_keep_the_thread_past_emoji(name):
+    """Read as bytes, "🎉🎂" made gru-email's first word "experience" (12%) instead of "holiday" (21%)."""
+    if not (BUNDLED / f"{name}.pt").is_file():
+        pytest.skip("bundled artifact not present")
+    lm = load_artifact(BUNDLED / f"{name}.pt")
+    plain, emoji = drive(lm.module, [suggest(lm, "Happy birthday Hope you have a great ", 3),
+                                     suggest(lm, "Happy birthday 🎉🎂 Hope you have a great ", 3)])
+    assert emoji.suggestions == plain.suggestions
+    assert {"holiday", "weekend", "birthday", "day", "time"} & {w for w, _ in emoji.suggestions}
