@@ -474,6 +474,17 @@ def _grow(memo: StepMemo | None, parents: list[_Node], rows: list[int], new_ids:
     return nodes  # type: ignore[return-value]
 
 
+def typed_part_removed(text: str, fragment: str, require_space: bool) -> str:
+    """Strip from a phrase continuation what the user has already typed.
+
+    With ``require_space`` the context ended in a space (or is empty), so the phrase's
+    leading space is already there; then the typed fragment is dropped.
+    """
+    if require_space and text.startswith(" "):
+        text = text[1:]
+    return text[len(fragment) :] if text.startswith(fragment) else text
+
+
 @dataclass(frozen=True)
 class PhraseCandidate:
     """A place a phrase could stop: its surface text, log P(the writer types exactly it), words."""
@@ -482,7 +493,7 @@ class PhraseCandidate:
     logp: float
     words: int
     sentence_end: bool = False
-    typed: int = 0  # how much of ``text`` is already typed (the fragment, and a typed space before it)
+    typed: int = 0  # how much of ``text`` is already typed (see typed_part_removed)
 
     @property
     def inserted(self) -> int:
@@ -579,7 +590,7 @@ def phrase_candidates(
             return
         old = found.get(text)
         total = score - given if old is None else _logaddexp(old.logp, score - given)
-        typed = len(fragment) + (1 if require_space and text.startswith(" ") else 0)
+        typed = len(text) - len(typed_part_removed(text, fragment, require_space))
         found[text] = PhraseCandidate(text, total, n_words, at_sentence_end, typed)
 
     hyps = [_Hyp("", 0.0)]

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from model.artifact import LanguageModel
 from model.batching import Decoding, ModelCall
-from model.decoder import complete_phrase, next_words
+from model.decoder import complete_phrase, next_words, typed_part_removed
 from model.prefix_cache import PrefixStateCache, StepMemo
 from model.text import (
     SUBJECT_PREFIX,
@@ -174,17 +174,6 @@ def context_state(
     if cache is not None:
         cache.insert(ids, state, logp, scope=scope)
     return logp, state, len(ids) - start, entry is not None
-
-
-def typed_part_removed(text: str, fragment: str, require_space: bool) -> str:
-    """Strip from a phrase continuation what the user has already typed.
-
-    With ``require_space`` the context ended in a space (or is empty), so the phrase's
-    leading space is already there; then the typed fragment is dropped.
-    """
-    if require_space and text.startswith(" "):
-        text = text[1:]
-    return text[len(fragment) :] if text.startswith(fragment) else text
 
 
 def insertion_text(word: str, fragment: str, require_space: bool, spaced: bool) -> str:

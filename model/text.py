@@ -20,19 +20,18 @@ _ODD_SPACE_RE = re.compile(r"[^\S ]| {2}")  # whitespace other than a lone space
 _TRAILING_FRAGMENT_RE = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]*)?$")
 
 
-def _is_pictograph(char: str) -> bool:
-    """An emoji or pictographic symbol (arrows and dingbats included; not ©, ®, °, ™ nor math signs)."""
-    point = ord(char)
-    return (0x2190 <= point <= 0x2BFF or 0x1F000 <= point <= 0x1FAFF) and unicodedata.category(char) == "So"
-
-
-#: Emoji and pictographic symbols. The training text has none (the e-mail corpus is ASCII; IMDB's
-#: test reviews 4 in 29 M characters), so a network read one as rare bytes and lost the thread
-#: ("Happy birthday 🎉🎂 Hope you have a great " -> "experience" 12% first, against "holiday" 21%
-#: without them); one separates words as a space does, and is read as one.
-PICTOGRAPHS = frozenset(c for c in map(chr, [*range(0x2190, 0x2C00), *range(0x1F000, 0x1FB00)]) if _is_pictograph(c))
+#: Emoji and pictographic symbols: category So in the arrows-to-symbols block and the emoji planes
+#: (arrows and dingbats included; not ©, ®, °, ™ nor math signs). The training text has none (the
+#: e-mail corpus is ASCII; IMDB's test reviews 4 in 29 M characters), so a network read one as rare
+#: bytes and lost the thread ("Happy birthday 🎉🎂 Hope you have a great " -> "experience" 12% first,
+#: against "holiday" 21% without them); one separates words as a space does, and is read as one.
+PICTOGRAPHS = frozenset(c for c in map(chr, [*range(0x2190, 0x2C00), *range(0x1F000, 0x1FB00)])
+                        if unicodedata.category(c) == "So")
 #: What only dresses a pictograph (variation selectors, the keycap, skin tones): dropped with it.
 _EMOJI_MODIFIERS = "\ufe0e\ufe0f\u20e3" + "".join(map(chr, range(0x1F3FB, 0x1F400)))
+#: Characters editors put in unseen: zero-width spaces and joiners, a byte-order mark, soft hyphens,
+#: direction marks (dropped, :data:`TYPOGRAPHY`).
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f"
 #: Compatibility forms of ASCII letters and signs: ligatures ("ﬁ" from a PDF) and full-width forms
 #: (an East Asian input method's "Ｆ"), as NFKC folds them (NFKC at large would also split the
 #: acute accent "´" into a space and a combining mark).
@@ -41,12 +40,11 @@ _COMPATIBILITY = {c: unicodedata.normalize("NFKC", c)
 #: Punctuation that editors put in as one types (curly apostrophes and quotes, the acute accent some
 #: keyboards type for one, dashes, the ellipsis), folded to the ASCII the training text is written in,
 #: pictographs to spaces (:data:`PICTOGRAPHS`), compatibility letters to ASCII, and characters they put in
-#: unseen (zero-width spaces and joiners, a byte-order mark, soft hyphens, direction marks),
-#: dropped: the e-mail corpus has none of them and IMDB's training reviews 286 "’" against
+#: unseen (:data:`_INVISIBLE`), dropped: the e-mail corpus has none of them and IMDB's training reviews 286 "’" against
 #: 400,000 "'", so a network read "don’t" as a rare byte sequence and lost the thread ("I don’t "
 #: -> "and" instead of "know"; a byte-order mark before "Hi John, I " cut "am" from 14% to 3%).
 TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "´": "'", "“": '"', "”": '"', "„": '"', "–": "-", "—": "--",
-                            "…": "...", **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f"),
+                            "…": "...", **dict.fromkeys(_INVISIBLE),
                             **dict.fromkeys(PICTOGRAPHS, " "), **dict.fromkeys(_EMOJI_MODIFIERS), **_COMPATIBILITY})
 #: The apostrophe editors substitute for "'".
 CURLY_APOSTROPHE = "’"
@@ -99,7 +97,7 @@ def typed_apostrophe(text: str) -> str:
 def ends_in_pictograph(text: str) -> bool:
     """The text's last visible character is a pictograph (:data:`PICTOGRAPHS`): read as a space, but
     the writer typed none, so a next word inserted after it needs one ("Sounds good 👍" + " See")."""
-    text = text.rstrip(_EMOJI_MODIFIERS + "\u200b\u200c\u200d\u2060\ufeff")
+    text = text.rstrip(_EMOJI_MODIFIERS + _INVISIBLE)
     return bool(text) and text[-1] in PICTOGRAPHS
 
 

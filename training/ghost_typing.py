@@ -76,7 +76,7 @@ Ask = Callable[[str], Decoding[str]]
 def served_ghost(lm: LanguageModel, cache: PrefixStateCache, options: DecodeOptions, subject: str = "",
                  scope: str = "") -> Ask:
     """The server's ghost text for the page's request: its completion, shown only at the threshold
-    (after a typed space it comes without one: ``model.suggest.typed_part_removed``)."""
+    (after a typed space it comes without one: ``model.decoder.typed_part_removed``)."""
     def ask(text: str) -> Decoding[str]:
         result = yield from suggest(lm, text, PAGE_K, MAX_WORDS, cache, options, scope=scope, subject=subject)
         return result.completion[0] if result.completion is not None else ""

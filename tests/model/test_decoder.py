@@ -345,8 +345,7 @@ def test_mid_word_ghost_text_is_conditioned_like_the_suggestions(tok: PieceToken
 @pytest.mark.parametrize(("fragment", "require_space"), [("", True), ("mo", True), ("", False)])
 def test_a_candidate_counts_what_its_tab_inserts(tok: PieceTokenizer, fragment: str, require_space: bool) -> None:
     """What the phrase choice weighs is what the server inserts: the text less the fragment and a typed space."""
-    from model.decoder import phrase_candidates
-    from model.suggest import typed_part_removed
+    from model.decoder import phrase_candidates, typed_part_removed
 
     module = BigramModule(tok.vocab_size, seed=5)
     logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
