@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from model.artifact import load_artifact
 from model.batching import drive
 from model.decoder import PhraseCalibration, _Hyp, complete_phrase, next_words
 from model.lexicon import Lexicon
@@ -424,3 +426,17 @@ def test_a_stray_letter_is_never_proposed(tok: PieceTokenizer) -> None:
     assert all(len(w) > 1 for w, _ in found)
     for word, score in found:
         assert score == pytest.approx(brute_force_word_logp(tok, module, tok.eos_id, word), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gru-email", "lstm-email"])
+def test_the_e_mail_models_offer_e_mail_not_its_first_letter(name: str) -> None:
+    """Before stray letters were left out, gru-email's first word after "Please send me your " was "e"."""
+    path = Path(__file__).resolve().parents[2] / "model" / "artifacts" / f"{name}.pt"
+    if not path.is_file():
+        pytest.skip("bundled artifact not present")
+    lm = load_artifact(path)
+    after_your, after_three = drive(lm.module, [suggest(lm, "Please send me your ", 5),
+                                                suggest(lm, "The meeting is at 3 ", 5)])
+    assert "email" in [word for word, _ in after_your.suggestions[:2]]
+    for result in (after_your, after_three):
+        assert all(proposable(word) for word, _ in result.suggestions), result.suggestions
