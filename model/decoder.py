@@ -41,7 +41,7 @@ from torch import Tensor
 from model.batching import Decoding, ModelCall
 from model.lexicon import Lexicon
 from model.prefix_cache import StepMemo
-from model.text import WORD_RE, proposable, words
+from model.text import WORD_RE, words
 from model.tokenizer import PieceTokenizer
 
 NEG_INF = float("-inf")
@@ -212,7 +212,6 @@ def next_words(
     ``lexicon`` other strings are never proposed nor counted among the ``k`` that end the search,
     and a word under ``NEGLIGIBLE_LOGP`` of the likeliest string finished is not proposed: the
     search ends once nothing open reaches that (such a word is not worth a slot, nor the steps).
-    A stray letter ("e" of "e-mail", :func:`model.text.proposable`) is never proposed either.
     ``exclude`` are words the text is known not to be, though the network may expect them: never
     proposed, and the probability the search finds for them is taken out of ``fragment_logp``,
     so the rest are conditioned on the text being another word (see :func:`without_mass`); what
@@ -249,7 +248,7 @@ def next_words(
                 likeliest = max(likeliest, hyps[i].score + end)
                 if len(word) == len(fragment):  # the typed text itself: not a proposal
                     typed = _logaddexp(typed, hyps[i].score + end)
-                elif (lexicon is not None and word not in lexicon) or not proposable(word):
+                elif lexicon is not None and word not in lexicon:
                     continue
                 else:
                     score = hyps[i].score + end

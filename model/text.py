@@ -14,15 +14,6 @@ WORD_PATTERN = r"[A-Za-z0-9]+(?:'[A-Za-z]+)?"
 WORD_RE = re.compile(WORD_PATTERN)
 #: Characters that may continue a word (a word may carry one apostrophe suffix).
 WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'")
-#: English's one-letter words ("i" as typed in casual mail). Any other lone letter is a piece of a
-#: hyphenated word ("e" of "e-mail"), an initial ("S. Smith") or an abbreviation's ("p" of "p.m."):
-#: offered as the next word it reads as a slip, and taken it saves no keystroke.
-ONE_LETTER_WORDS = frozenset("aAIi")
-
-
-def proposable(word: str) -> bool:
-    """Whether ``word`` (a ``WORD_RE`` match) may be offered as a next word: not a stray letter."""
-    return len(word) > 1 or word in ONE_LETTER_WORDS or word.isdigit()
 _BR_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SPACE_RE = re.compile(r"\s+")
 _ODD_SPACE_RE = re.compile(r"[^\S ]| {2}")  # whitespace other than a lone space
