@@ -8,6 +8,15 @@ import json
 from tests.app.test_engine import LONG_TEXT, wait_until
 
 
+def complete_scope(body: bytes) -> dict:
+    """The ASGI scope of ``POST /v1/complete`` with a JSON body of ``body``'s length."""
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": "/v1/complete", "raw_path": b"/v1/complete", "query_string": b"",
+            "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                         (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}
+
+
 async def test_a_client_that_hangs_up_has_its_work_dropped(start_app, make_settings):
     # One token per context read and no cache: the long text needs over a thousand model calls.
     settings = make_settings(prefill_chunk=1, cache_bytes=0, context_pieces=0, batching=False)
@@ -29,11 +38,7 @@ async def test_a_client_that_hangs_up_has_its_work_dropped(start_app, make_setti
         async def send(message: dict) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/complete", "raw_path": b"/v1/complete", "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"application/json"),
-                                              (b"content-length", str(len(body)).encode())],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}
+        scope = complete_scope(body)
         call = asyncio.create_task(app(scope, receive, send))
         await wait_until(lambda: engine.iterations >= 5)
         hang_up.set()
@@ -66,11 +71,7 @@ async def test_a_body_in_several_messages_is_read_whole(start_app, make_settings
         async def send(message: dict) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/complete", "raw_path": b"/v1/complete", "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"application/json"),
-                                              (b"content-length", str(len(body)).encode())],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}
+        scope = complete_scope(body)
         await asyncio.wait_for(client.app(scope, receive, send), timeout=30)
         assert sent[0]["status"] == 200
         answer = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
