@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         1.0, ge=0, description="longest the oldest queued request waits for a batch (skipped when arrivals are sparse)"
     )
+    gc_interval_ms: float = Field(
+        50.0, ge=0, description="collect Python's young GC generation this often (app/young_gc.py); 0: CPython's pace"
+    )
     queue_limit: int = Field(256, ge=1, description="requests waiting or running; more are rejected (503)")
     max_queue_wait_ms: float = Field(250.0, gt=0, description="reject new work while the oldest queued waited longer")
     deadline_ms: float = Field(1000.0, gt=0, description="per request, queueing and compute together")

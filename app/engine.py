@@ -33,6 +33,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,8 +124,10 @@ class IterationStats:
 class InferenceEngine:
     """Step-level batching over one loaded model (see the module docstring)."""
 
-    def __init__(self, lm: LanguageModel, config: EngineConfig, observer: Any = None) -> None:
+    def __init__(self, lm: LanguageModel, config: EngineConfig, observer: Any = None,
+                 collector: Callable[[float], None] | None = None) -> None:
         self.lm = lm
+        self.collector = collector  # app.young_gc.YoungCollector, called after each pass that ran the model
         self.config = config
         self.cache = PrefixStateCache(config.cache_bytes)
         self.observer = observer  # app.metrics.EngineMetrics or None
@@ -287,7 +290,10 @@ class InferenceEngine:
         t0 = time.perf_counter()
         for group in steps_then_reads(chosen):
             self._run(group)
-        sched.record(time.perf_counter() - t0, sum(1 for r in chosen if r.call is None))
+        now = time.perf_counter()
+        sched.record(now - t0, sum(1 for r in chosen if r.call is None))
+        if self.collector is not None:
+            self.collector(now)
         return True
 
     def _run(self, group: list[_Request]) -> None:

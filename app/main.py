@@ -30,6 +30,7 @@ from app.limits import BodyReadDeadline, BodySizeLimit
 from app.routers import complete, demo, health, models, observability
 from app.scheduler import SchedulerConfig
 from app.state import ServerState
+from app.young_gc import YoungCollector
 from model.artifact import LanguageModel, load_artifact
 from model.batching import drive
 from model.suggest import DecodeOptions, suggest
@@ -87,11 +88,12 @@ async def load_models(state: ServerState, loader: Loader) -> None:
     try:
         paths = settings.model_paths()
         cfg = engine_config(settings, len(paths))
+        collector = YoungCollector(settings.gc_interval_ms)  # one for all engines: the heap is the process's
         for name, path in paths.items():
             lm = await asyncio.to_thread(loader, Path(path), name)
             await asyncio.to_thread(warm_up, lm, cfg.decode)
             observer = state.metrics.for_backend(name, settings.stats_window_s)
-            engine = InferenceEngine(lm, cfg, observer)
+            engine = InferenceEngine(lm, cfg, observer, collector)
             engine.start()
             state.engines[name], state.observers[name] = engine, observer
             log.info("loaded %s from %s (%s parameters, %s)", name, path, lm.card.get("parameters"), lm.precision)
