@@ -5,8 +5,8 @@
 Replays the typing workload's keystrokes (``bench.workloads.typing_plan``) in process through
 :func:`model.suggest.suggest` with a prefix cache of the server's size, one torch thread, the
 model as served (fp16), once per policy: ``cpython`` (its thresholds alone) and ``every<N>``
-(``gc.collect(0)`` once N ms have passed since the last, checked after each keystroke, the middle
-generation with every tenth). ``gc.callbacks`` time every collection. Reports per policy: keystrokes a second,
+(the server's :class:`app.young_gc.YoungCollector` at N ms, called after each keystroke as an
+engine calls it after each pass). ``gc.callbacks`` time every collection. Reports per policy: keystrokes a second,
 each generation's collections, their total and longest pause, and the keystrokes' p99 and
 longest time (a keystroke that met a collection waited it out, as a served request would).
 """
@@ -25,7 +25,9 @@ from pathlib import Path
 
 import torch
 
+from app.young_gc import YoungCollector
 from bench.provenance import git_info, machine_info, utc_now
+from bench.stats import percentiles
 from bench.workloads import load_documents, typing_plan
 from model.artifact import load_artifact
 from model.batching import drive
@@ -45,7 +47,7 @@ def replay(lm, texts: list[str], cache_bytes: int, interval_ms: float) -> dict:
             pauses[info["generation"]].append((time.perf_counter() - started[0]) * 1000)
 
     cache = PrefixStateCache(cache_bytes)
-    interval_s, last, collections = interval_ms / 1000, time.perf_counter(), 0
+    collector = YoungCollector(interval_ms)
     keystrokes: list[float] = []
     gc.collect()
     gc.callbacks.append(timer)
@@ -54,20 +56,17 @@ def replay(lm, texts: list[str], cache_bytes: int, interval_ms: float) -> dict:
         for text in texts:
             a = time.perf_counter()
             drive(lm.module, [suggest(lm, text, k=3, cache=cache, scope=text[:30])])
-            now = time.perf_counter()
-            if interval_s > 0 and now - last >= interval_s:
-                last, collections = now, collections + 1
-                gc.collect(1 if collections % 10 == 0 else 0)
+            collector(time.perf_counter())
             keystrokes.append((time.perf_counter() - a) * 1000)
         elapsed = time.perf_counter() - t0
     finally:
         gc.callbacks.remove(timer)
-    keystrokes.sort()
+    p99, longest = percentiles(keystrokes, (99, 100)).values()
     return {
         "keystrokes": len(texts),
         "keystrokes_per_s": round(len(texts) / elapsed, 1),
-        "keystroke_p99_ms": round(keystrokes[int(0.99 * (len(keystrokes) - 1))], 3),
-        "keystroke_max_ms": round(keystrokes[-1], 3),
+        "keystroke_p99_ms": round(p99, 3),
+        "keystroke_max_ms": round(longest, 3),
         "generations": {
             str(g): {"collections": len(ps), "total_ms": round(sum(ps), 1), "max_ms": round(max(ps), 2)}
             for g, ps in sorted(pauses.items())
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--typists", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=45.0, help="of the typists' schedule")
     parser.add_argument("--cache-mb", type=int, default=128, help="the prefix cache (NEXTWORD_CACHE_BYTES)")
-    parser.add_argument("--intervals", default="0,20", help="young-collection intervals in ms; 0: CPython's pace")
+    parser.add_argument("--intervals", default="0,20", help="YoungCollector intervals in ms; 0: CPython's pace")
     parser.add_argument("--rounds", type=int, default=2, help="each policy this often, alternating")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
