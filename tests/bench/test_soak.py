@@ -63,10 +63,20 @@ def test_summary_reports_growth_after_the_first_minute_and_judges_statuses():
     assert (s["open_files_max"], s["open_files_last"]) == (95, 41)
     assert s["rss_mib_at_60s"] == round(200_060 / 1024, 1)
     assert s["rss_growth_after_first_minute"] == round(200_599 / 200_060 - 1, 4)
+    assert s["rss_growth_second_half"] == round(200_599 / 200_300 - 1, 4)  # from the middle, t = 299.5 s
+    assert s["p999_ms"] == 10.0 and s["max_ms"] == 10.0
     assert s["only_200_503_for_valid"] and s["hostile_only_4xx"] and s["server_5xx"] == 0
     raw["statuses"]["typing"] = {"500": 1}
     bad = summarize(raw, 40.0, 600)
     assert not bad["only_200_503_for_valid"] and bad["server_5xx"] == 1
+
+
+def test_summary_shows_the_slowest_answers_a_p99_hides():
+    raw = {"statuses": {"cold": {"200": 2000}}, "latencies_ms": [10.0] * 1997 + [400.0, 500.0, 1020.0],
+           "rss": [(0, 1), (1, 1)], "retry_after_missing": 0, "open_files": []}
+    s = summarize(raw, 40.0, 60)
+    assert s["p99_ms"] == 10.0
+    assert (s["p999_ms"], s["max_ms"]) == (400.0, 1020.0)  # nearest rank: the 1,998th of 2,000
 
 
 def test_a_stalled_upload_reports_what_the_server_did():
