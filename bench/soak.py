@@ -40,7 +40,8 @@ from typing import Any
 import httpx
 
 from bench.servers import app_server, free_port, inherited_env
-from bench.stats import percentiles
+from bench.stats import rounded
+from bench.stats import summarize as latency_summary
 from bench.transport import KeepAliveTransport
 from bench.workloads import PlannedRequest, load_documents, load_subjects, typing_start, usable_documents, word_prefix
 
@@ -220,7 +221,7 @@ def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any
     rss = raw["rss"]
     after_first_minute = [v for t, v in rss if t >= 60] or [v for _, v in rss]
     baseline = after_first_minute[0] if after_first_minute else None
-    lat = sorted(raw["latencies_ms"])
+    latency = rounded(latency_summary(raw["latencies_ms"], (50, 99, 99.9)), 2)
     valid = {k: v for k, v in raw["statuses"].items() if k != "hostile"}
     valid_codes = Counter()
     for counts in valid.values():
@@ -234,11 +235,11 @@ def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any
         "hostile_only_4xx": all(k.startswith("4") for k in raw["statuses"].get("hostile", {})),
         "server_5xx": sum(n for counts in raw["statuses"].values() for k, n in counts.items() if k.startswith("5")
                           and k != "503"),
-        "p50_ms": round(percentiles(lat, [50])[50], 2) if lat else None,
-        "p99_ms": round(percentiles(lat, [99])[99], 2) if lat else None,
+        "p50_ms": latency["p50"],
+        "p99_ms": latency["p99"],
         # The tail a deadline cuts: a 504 is the one request in tens of thousands that the p99 hides.
-        "p999_ms": round(percentiles(lat, [99.9])[99.9], 2) if lat else None,
-        "max_ms": round(lat[-1], 2) if lat else None,
+        "p999_ms": latency["p99.9"],
+        "max_ms": latency["max"],
         "rss_mib_first": round(rss[0][1] / 1024, 1) if rss else None,
         "rss_mib_at_60s": round(baseline / 1024, 1) if baseline else None,
         "rss_mib_last": round(rss[-1][1] / 1024, 1) if rss else None,
