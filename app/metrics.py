@@ -16,6 +16,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.scheduler import REFUSALS
+
 LATENCY_BUCKETS_S = tuple(
     x / 1000 for x in (0.5, 1, 1.5, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 100,
                        125, 150, 200, 300, 500, 1000, 2000, 5000)
@@ -49,6 +51,8 @@ class Metrics:
         self.requests = Counter("nextword_requests", "Requests by outcome", ["backend", "status"], registry=r)
         self.responses = Counter("nextword_http_responses", "POST /v1/complete answers by HTTP status",
                                  ["backend", "code"], registry=r)
+        self.refused = Counter("nextword_overloaded", "Requests refused at admission (503), by the rule that refused",
+                               ["backend", "reason"], registry=r)
         self._responses: dict[tuple[str, str], Any] = {}  # label values are bounded: model names, codes
         self.cache_hits = Counter("nextword_prefix_cache_hits", "Prefix-state cache hits", ["backend"], registry=r)
         self.cache_misses = Counter("nextword_prefix_cache_misses", "Prefix-state cache misses", ["backend"],
@@ -117,6 +121,8 @@ class EngineMetrics:
         self._ok, self._latency = metrics.requests.labels(b, "ok"), metrics.latency.labels(b)
         self._queue, self._compute = metrics.queue.labels(b), metrics.compute.labels(b)
         self._hits, self._misses = metrics.cache_hits.labels(b), metrics.cache_misses.labels(b)
+        for reason in REFUSALS:  # every refusal series exists from the start, at 0 (rate() needs it)
+            metrics.refused.labels(b, reason)
 
     def iteration(self, stats: Any) -> None:
         self._step.observe(stats.seconds)

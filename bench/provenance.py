@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench import REPO
@@ -40,10 +41,11 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def git_info() -> dict[str, Any]:
+def git_info(checkout: Path = REPO) -> dict[str, Any]:
+    """The commit of ``checkout`` (this repository by default) and whether its tree differs from it."""
     def git(*args: str) -> str | None:
         with contextlib.suppress(Exception):
-            r = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+            r = subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, timeout=10)
             if r.returncode == 0:
                 return r.stdout.strip()
         return None

@@ -19,8 +19,11 @@ files (sockets included) from ``/proc/<pid>/fd``, and every
 five seconds the prefix caches' bytes from ``/metrics``.
 
 Reports: RSS over time (PNG), its growth after the first minute and in the second half, status
-counts by kind, and p50/p99/p99.9/max of the valid requests' answers. Valid requests must get
-only 200 or 503 + Retry-After; hostile ones only 4xx.
+counts by kind, p50/p99/p99.9/max of the valid requests' answers (all, and by kind) and the
+server's refusals by the rule that refused (``nextword_overloaded_total`` at the end). Valid
+requests must get only 200 or 503 + Retry-After; hostile ones only 4xx. ``--server-dir`` serves
+another checkout's code (a worktree) and ``--server-env`` other settings under this load generator,
+for an A/B of the served code.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from typing import Any
 
 import httpx
 
+from bench import REPO
+from bench.provenance import git_info
 from bench.servers import app_server, free_port, inherited_env
 from bench.stats import rounded
 from bench.stats import summarize as latency_summary
@@ -122,6 +127,19 @@ def plan_request(rng: random.Random, docs: list[tuple[str, str]], words: list[tu
     return "typing", _body(doc[: pos + 1], models[typist % len(models)], subject), f"typist-{typist}"
 
 
+def refusals(metrics_text: str) -> dict[str, float]:
+    """Requests refused at admission, all backends together, by the rule that refused."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: Counter[str] = Counter()
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == "nextword_overloaded":
+            for sample in family.samples:
+                if sample.name == "nextword_overloaded_total":
+                    out[sample.labels["reason"]] += sample.value
+    return dict(out)
+
+
 def cache_bytes(metrics_text: str) -> float:
     """The prefix caches' bytes, all backends together, from the Prometheus exposition."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -139,6 +157,7 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
     typists: dict[int, tuple[str, str, int]] = {}
     statuses: dict[str, Counter[str]] = {}
     latencies: list[float] = []
+    by_kind: dict[str, list[float]] = {}
     retry_after_missing = 0
     rss: list[tuple[float, int]] = []
     cached: list[tuple[float, float]] = []
@@ -162,6 +181,7 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
                     retry_after_missing += 1
                 if kind not in HOSTILE_KINDS and r.status_code == 200:
                     latencies.append((time.monotonic() - t0) * 1000)
+                    by_kind.setdefault(kind, []).append(latencies[-1])
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             status = f"error:{type(exc).__name__}"
         statuses.setdefault("hostile" if kind in HOSTILE_KINDS else kind, Counter())[status] += 1
@@ -200,8 +220,10 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
             next_at += rng.expovariate(rate)
         await asyncio.gather(*pending)
         await sampler
+        refused = refusals((await client.get(url + "/metrics")).text)
     return {"statuses": {k: dict(v) for k, v in statuses.items()}, "latencies_ms": latencies, "rss": rss,
-            "cache_bytes": cached, "open_files": files, "retry_after_missing": retry_after_missing}
+            "cache_bytes": cached, "open_files": files, "retry_after_missing": retry_after_missing,
+            "latencies_by_kind": by_kind, "refused": refused}
 
 
 def second_half_growth(rss: list[tuple[float, int]]) -> float | None:
@@ -240,6 +262,9 @@ def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any
         # The tail a deadline cuts: a 504 is the one request in tens of thousands that the p99 hides.
         "p999_ms": latency["p99.9"],
         "max_ms": latency["max"],
+        "latency_by_kind": {kind: rounded(latency_summary(values, (50, 99, 99.9)), 2)
+                            for kind, values in sorted(raw.get("latencies_by_kind", {}).items())},
+        "refused_by_reason": raw.get("refused", {}),
         "rss_mib_first": round(rss[0][1] / 1024, 1) if rss else None,
         "rss_mib_at_60s": round(baseline / 1024, 1) if baseline else None,
         "rss_mib_last": round(rss[-1][1] / 1024, 1) if rss else None,
@@ -286,7 +311,8 @@ def served_models(url: str) -> list[str]:
 def saturation_probe(env: dict[str, str], out: Path, args: argparse.Namespace,
                      docs: list[tuple[str, str]]) -> dict[str, Any]:
     """The mix offered far beyond capacity on a fresh server: valid requests answered 200 per second."""
-    server = app_server(env, free_port(), out.with_suffix(".probe.log"), "nextword-probe", args.server_cpus or None)
+    server = app_server(env, free_port(), out.with_suffix(".probe.log"), "nextword-probe", args.server_cpus or None,
+                        cwd=args.server_dir)
     with server:
         assert server.proc is not None
         models = served_models(server.base_url)
@@ -314,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-cpus", default="0", help="taskset list for the server ('' to not pin)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--server-dir", type=Path, default=REPO,
+                   help="the checkout whose server is soaked (a worktree, for an A/B); default this one")
+    p.add_argument("--server-env", action="append", default=[], metavar="NEXTWORD_VAR=VALUE",
+                   help="a server setting (repeatable), e.g. NEXTWORD_MAX_SERVICE_MS=0")
     p.add_argument("--subjects", action="store_true",
                    help="send each e-mail's subject with its requests, as the demo page does (an e-mail --corpus)")
     p.add_argument("--out", required=True, help="JSON result; the RSS plot goes next to it (.png)")
@@ -325,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     docs = list(zip(subjects, texts, strict=True))
     env = inherited_env()
     env.update(NEXTWORD_THREADS=str(args.threads), NEXTWORD_LOG_LEVEL="warning", NEXTWORD_DRAIN_GRACE_S="0")
+    for setting in args.server_env:
+        name, eq, value = setting.partition("=")
+        if not eq or not name.startswith("NEXTWORD_"):
+            p.error(f"--server-env {setting!r} is not NEXTWORD_VAR=VALUE")
+        env[name] = value
     out = Path(args.out)
     probe: dict[str, Any] | None = None
     rate = args.rate
@@ -332,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         probe = saturation_probe(env, out, args, docs)
         rate = round(args.load_share * probe["answered_per_s"], 1)
         log.info("saturation probe: %s; soaking at %.1f req/s", probe, rate)
-    server = app_server(env, free_port(), out.with_suffix(".server.log"), "nextword", args.server_cpus or None)
+    server = app_server(env, free_port(), out.with_suffix(".server.log"), "nextword", args.server_cpus or None,
+                        cwd=args.server_dir)
     url = server.base_url
     with server:
         assert server.proc is not None
@@ -341,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = asyncio.run(soak(url, server.proc.pid, rate, args.minutes * 60, docs, models, args.seed))
     summary = {**summarize(raw, rate, args.minutes * 60), "models": models, "saturation_probe": probe,
                "documents_with_subject": sum(1 for subject, _ in docs if subject),
+               "git": git_info(), "server_git": git_info(args.server_dir),
                "command": "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))

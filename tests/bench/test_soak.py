@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 
-from bench.soak import HOSTILE, cache_bytes, plan_request, stalled_upload, summarize
+from bench.soak import HOSTILE, cache_bytes, plan_request, refusals, stalled_upload, summarize
 from bench.workloads import load_documents, word_lists
 
 
@@ -55,6 +55,19 @@ def test_cache_bytes_sums_every_backend():
     assert cache_bytes(text) == 3072.0
 
 
+def test_refusals_sum_every_backend_by_reason():
+    text = (
+        "# HELP nextword_overloaded_total Requests refused\n"
+        "# TYPE nextword_overloaded_total counter\n"
+        'nextword_overloaded_total{backend="gru",reason="queue full"} 3.0\n'
+        'nextword_overloaded_total{backend="lstm",reason="queue full"} 2.0\n'
+        'nextword_overloaded_total{backend="lstm",reason="request would outlast its time limit"} 7.0\n'
+        'nextword_overloaded_created{backend="lstm",reason="queue full"} 1.7e9\n'
+    )
+    assert refusals(text) == {"queue full": 5.0, "request would outlast its time limit": 7.0}
+    assert refusals("") == {}  # a server without the counter
+
+
 def test_summary_reports_growth_after_the_first_minute_and_judges_statuses():
     rss = [(t, 100_000 if t < 60 else 200_000 + t) for t in range(0, 600)]
     raw = {"statuses": {"cold": {"200": 90, "503": 10}, "hostile": {"413": 3, "422": 5}}, "latencies_ms": [10.0] * 90,
@@ -77,6 +90,9 @@ def test_summary_shows_the_slowest_answers_a_p99_hides():
     s = summarize(raw, 40.0, 60)
     assert s["p99_ms"] == 10.0
     assert (s["p999_ms"], s["max_ms"]) == (400.0, 1020.0)  # nearest rank: the 1,998th of 2,000
+    raw["latencies_by_kind"] = {"phrase": [1020.0, 30.0], "cold": [10.0] * 1998}
+    by_kind = summarize(raw, 40.0, 60)["latency_by_kind"]
+    assert by_kind["phrase"]["max"] == 1020.0 and by_kind["cold"]["max"] == 10.0
 
 
 def test_a_stalled_upload_reports_what_the_server_did():
