@@ -49,11 +49,6 @@ class Settings(BaseSettings):
     queue_limit: int = Field(256, ge=1, description="requests waiting or running; more are rejected (503)")
     max_queue_wait_ms: float = Field(250.0, gt=0, description="reject new work while the oldest queued waited longer")
     deadline_ms: float = Field(1000.0, gt=0, description="per request, queueing and compute together")
-    max_service_ms: float | None = Field(
-        None, ge=0, description="refuse (503) a request whose predicted time in its engine (its kind's recent model"
-        " passes x the recent pass time) exceeds this, rather than time it out (504) later; unset: half the"
-        " deadline; 0: off",
-    )
     cache_bytes: int = Field(
         128 * 1024 * 1024, ge=0,
         description="prefix-state caches of all backends together, split evenly between them; 0 off",
@@ -128,10 +123,6 @@ class Settings(BaseSettings):
         if self.default_model is not None and self.default_model not in paths:
             raise ValueError(f"default_model {self.default_model!r} is not among the models {sorted(paths)}")
         return self
-
-    def service_limit_ms(self) -> float:
-        """The limit on a request's predicted time in its engine (``max_service_ms``; 0: none)."""
-        return self.deadline_ms / 2 if self.max_service_ms is None else self.max_service_ms
 
     def model_paths(self) -> dict[str, Path]:
         """Served backends, name -> artifact file, in the order given (a folder: by name)."""

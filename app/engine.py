@@ -106,8 +106,6 @@ class _Request:
     started: float | None = None
     call: ModelCall | None = None
     cancelled: bool = False
-    kind: str = "words"
-    passes: int = 0
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -183,8 +181,7 @@ class InferenceEngine:
         now = time.perf_counter()
         cache = self.cache if self.config.cache_bytes and session is not None else None
         gen = suggest(self.lm, text, k, max_words, cache, self.config.decode, scope=session or "", subject=subject)
-        req = _Request(gen, loop.create_future(), loop, now, now + self.config.deadline_ms / 1000,
-                       kind="phrase" if max_words > 0 else "words")
+        req = _Request(gen, loop.create_future(), loop, now, now + self.config.deadline_ms / 1000)
         with self._cond:
             if self.dead is not None:
                 raise EngineDead(f"backend {self.lm.name} is down")
@@ -229,7 +226,6 @@ class InferenceEngine:
             req.call = req.gen.send(value) if value is not None else next(req.gen)
         except StopIteration as stop:
             req.call = None
-            self.scheduler.answered(req)
             now = time.perf_counter()
             started = req.started if req.started is not None else now
             timing = Timing(
@@ -279,7 +275,7 @@ class InferenceEngine:
                 return False
             # Draining: finish what is running, reject what never started.
             refused = sched.drain_inbox() if not self._running else []
-            now = pass_start = time.perf_counter()
+            now = time.perf_counter()
             gone = sched.expire(now)
             started = sched.start(now)
         for req in refused:
@@ -295,7 +291,7 @@ class InferenceEngine:
         for group in steps_then_reads(chosen):
             self._run(group)
         now = time.perf_counter()
-        sched.record(now - t0, sum(1 for r in chosen if r.call is None), now - pass_start)
+        sched.record(now - t0, sum(1 for r in chosen if r.call is None))
         if self.collector is not None:
             self.collector(now)
         return True
@@ -316,5 +312,4 @@ class InferenceEngine:
         self.max_batch_seen = max(self.max_batch_seen, len(group))
         for req, out in zip(group, outputs, strict=True):
             req.call = None
-            req.passes += 1
             self._advance(req, out)

@@ -56,7 +56,6 @@ def engine_config(settings: Settings, backends: int = 1) -> EngineConfig:
             max_wait_ms=settings.max_wait_ms,
             queue_limit=settings.queue_limit,
             max_queue_wait_ms=settings.max_queue_wait_ms,
-            max_service_ms=settings.service_limit_ms(),
         ),
         deadline_ms=settings.deadline_ms,
         cache_bytes=settings.cache_bytes // max(1, backends),

@@ -10,10 +10,8 @@ are written by the worker alone (:meth:`choose`, :meth:`record`, :meth:`retire` 
 Admission (:meth:`Scheduler.admit`): at most ``queue_limit`` requests are queued or running,
 and none is admitted while the oldest queued request has waited over ``max_queue_wait_ms``
 (the queue's sojourn time, as CoDel uses it) or while the work already admitted would take
-longer than that to finish (admitted requests x measured busy seconds per answered request),
-and none whose own time in the engine would exceed ``max_service_ms`` by the same engine's recent
-passes (:class:`ServiceEstimate`). A rejected request gets :class:`Overloaded` with a Retry-After
-from the work-ahead estimate.
+longer than that to finish (admitted requests x measured busy seconds per answered request).
+A rejected request gets :class:`Overloaded` with a Retry-After from the same estimate.
 """
 
 from __future__ import annotations
@@ -28,15 +26,10 @@ from model.batching import ModelCall
 #: Iterations the cost estimate looks back over, and answers it needs before it is trusted.
 COST_WINDOW_ITERATIONS = 256
 COST_MIN_ANSWERS = 8
-#: Smoothing of the recent pass time (about the last 16 passes) and of a kind's passes per answer
-#: (about its last 32 answers), and the answers a kind needs before its passes are trusted.
-PASS_TIME_WEIGHT = 1 / 16
-PASSES_WEIGHT = 1 / 32
-PASSES_MIN_ANSWERS = 8
 
 
-#: Why :meth:`Scheduler.admit` refuses a request (the ``reason`` label of the refusals' counter).
-REFUSALS = ("queue full", "queue too old", "too much work ahead", "request would outlast its time limit")
+#: Why :meth:`Scheduler.admit` refuses a request (the ``reason`` label of ``nextword_overloaded_total``).
+REFUSALS = ("queue full", "queue too old", "too much work ahead")
 
 
 class EngineError(RuntimeError):
@@ -68,7 +61,6 @@ class SchedulerConfig:
     max_wait_ms: float
     queue_limit: int
     max_queue_wait_ms: float
-    max_service_ms: float = 0.0  # 0: no limit on a request's own predicted time (ServiceEstimate)
 
 
 class Ticket(Protocol):
@@ -79,8 +71,6 @@ class Ticket(Protocol):
     started: float | None
     call: ModelCall | None
     cancelled: bool
-    kind: str  # requests of one kind take about as many passes ("words", "phrase")
-    passes: int  # passes in which it had a model call (the executor counts them)
 
 
 T = TypeVar("T", bound=Ticket)
@@ -109,40 +99,6 @@ class CostEstimate:
             self.per_request_s = self._seconds / self._answers
 
 
-@dataclass
-class ServiceEstimate:
-    """How long a new request of a kind would spend in the engine: its kind's passes x the recent pass time.
-
-    The work-ahead rule predicts the *average* request's time, and that is not every request's:
-    each running request advances one model call a pass, so a phrase request (twenty calls: a
-    context read, the next-word beam, the phrase search) takes about five times the passes of a
-    keystroke that the prefix cache serves, while the pass time is set by the whole batch and,
-    on a shared core, by the other engines' passes. Admitted under a work-ahead estimate that
-    keystrokes keep low, such a request could outlive its deadline (a 504 after a second of
-    work) where a 503 at once was the honest answer. Both figures are measured and smoothed:
-    the full pass time (bookkeeping, calls and decoding) and each kind's passes per answer.
-    """
-
-    pass_s: float | None = None
-    passes: dict[str, float] = field(default_factory=dict)
-    answers: dict[str, int] = field(default_factory=dict)
-
-    def record_pass(self, seconds: float) -> None:
-        self.pass_s = seconds if self.pass_s is None else self.pass_s + PASS_TIME_WEIGHT * (seconds - self.pass_s)
-
-    def record_answer(self, kind: str, passes: int) -> None:
-        old = self.passes.get(kind)
-        self.passes[kind] = float(passes) if old is None else old + PASSES_WEIGHT * (passes - old)
-        self.answers[kind] = self.answers.get(kind, 0) + 1
-
-    def predict_s(self, kind: str) -> float | None:
-        """Seconds a request of ``kind`` would spend running (``None`` until measured)."""
-        passes = self.passes.get(kind)
-        if self.pass_s is None or passes is None or self.answers.get(kind, 0) < PASSES_MIN_ANSWERS:
-            return None
-        return passes * self.pass_s
-
-
 class Scheduler(Generic[T]):
     """Queued (``inbox``) and running (``active``) requests, and the rules that move them."""
 
@@ -153,7 +109,6 @@ class Scheduler(Generic[T]):
         self._admits = 0  # written under the executor's lock
         self._retires = 0  # written by the worker alone: retiring takes no lock
         self.cost = CostEstimate()
-        self.service = ServiceEstimate()
         self.iterations = 0
         # Smoothed gap between arrivals: the batch window is only worth waiting for when
         # another request is likely to arrive inside it.
@@ -173,7 +128,7 @@ class Scheduler(Generic[T]):
     # ------------------------------------------------------------------ arrivals
     def admit(self, req: T, now: float) -> None:
         """Queue ``req`` or raise :class:`Overloaded` at once."""
-        reason = self.refusal(req.kind, now)
+        reason = self.refusal(now)
         if reason is not None:
             raise Overloaded(self.retry_after(), reason)
         self._admits += 1
@@ -182,8 +137,8 @@ class Scheduler(Generic[T]):
             self._ema_gap_s = 0.8 * self._ema_gap_s + 0.2 * (now - self._last_arrival)
         self._last_arrival = now
 
-    def refusal(self, kind: str, now: float) -> str | None:
-        """Why a request of ``kind`` arriving now is refused (one of :data:`REFUSALS`), or ``None``."""
+    def refusal(self, now: float) -> str | None:
+        """Why a request arriving now is refused (one of :data:`REFUSALS`), or ``None``."""
         cfg = self.config
         if self.admitted >= cfg.queue_limit:
             return "queue full"
@@ -191,8 +146,6 @@ class Scheduler(Generic[T]):
             return "queue too old"
         if self.work_ahead_s() * 1000 > cfg.max_queue_wait_ms:
             return "too much work ahead"
-        if self.too_slow_for(kind, now):
-            return "request would outlast its time limit"
         return None
 
     def queue_wait_s(self, now: float) -> float:
@@ -207,16 +160,6 @@ class Scheduler(Generic[T]):
         """
         cost = self.cost.per_request_s
         return self.admitted * cost if cost is not None else 0.0
-
-    def too_slow_for(self, kind: str, now: float) -> bool:
-        """Whether a request of ``kind`` admitted now would outlast ``max_service_ms`` (never when 0)."""
-        limit = self.config.max_service_ms
-        return limit > 0 and self.service_s(kind, now) * 1000 > limit
-
-    def service_s(self, kind: str, now: float) -> float:
-        """How long a request of ``kind`` admitted now would take: the queue's wait, then its passes (0 if unknown)."""
-        running = self.service.predict_s(kind)
-        return self.queue_wait_s(now) + running if running is not None else 0.0
 
     def retry_after(self) -> float:
         """Seconds until the admitted backlog is answered, by the same estimate; at least one."""
@@ -281,17 +224,11 @@ class Scheduler(Generic[T]):
             rows += req.call.rows
         return chosen
 
-    def record(self, seconds: float, answered: int, pass_seconds: float | None = None) -> None:
-        """One iteration's model-call time and the requests it answered (the cost estimate), and
-        the whole pass's time (the service estimate; the model-call time when not given)."""
+    def record(self, seconds: float, answered: int) -> None:
+        """One iteration's model-call time and the requests it answered (the cost estimate)."""
         self.iterations += 1
         self.cost.record(seconds, answered)
-        self.service.record_pass(seconds if pass_seconds is None else pass_seconds)
         self.active = [r for r in self.active if r.call is not None]
-
-    def answered(self, req: T) -> None:
-        """``req`` was answered after ``req.passes`` passes (the service estimate of its kind)."""
-        self.service.record_answer(req.kind, req.passes)
 
     def retire(self) -> None:
         """A request left (answered, failed or dropped): its admission slot is free."""

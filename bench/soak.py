@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-dir", type=Path, default=REPO,
                    help="the checkout whose server is soaked (a worktree, for an A/B); default this one")
     p.add_argument("--server-env", action="append", default=[], metavar="NEXTWORD_VAR=VALUE",
-                   help="a server setting (repeatable), e.g. NEXTWORD_MAX_SERVICE_MS=0")
+                   help="a server setting (repeatable), e.g. NEXTWORD_GC_INTERVAL_MS=0")
     p.add_argument("--subjects", action="store_true",
                    help="send each e-mail's subject with its requests, as the demo page does (an e-mail --corpus)")
     p.add_argument("--out", required=True, help="JSON result; the RSS plot goes next to it (.png)")

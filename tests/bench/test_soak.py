@@ -61,10 +61,10 @@ def test_refusals_sum_every_backend_by_reason():
         "# TYPE nextword_overloaded_total counter\n"
         'nextword_overloaded_total{backend="gru",reason="queue full"} 3.0\n'
         'nextword_overloaded_total{backend="lstm",reason="queue full"} 2.0\n'
-        'nextword_overloaded_total{backend="lstm",reason="request would outlast its time limit"} 7.0\n'
+        'nextword_overloaded_total{backend="lstm",reason="too much work ahead"} 7.0\n'
         'nextword_overloaded_created{backend="lstm",reason="queue full"} 1.7e9\n'
     )
-    assert refusals(text) == {"queue full": 5.0, "request would outlast its time limit": 7.0}
+    assert refusals(text) == {"queue full": 5.0, "too much work ahead": 7.0}
     assert refusals("") == {}  # a server without the counter
 
 
