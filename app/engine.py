@@ -182,13 +182,18 @@ class InferenceEngine:
         cache = self.cache if self.config.cache_bytes and session is not None else None
         gen = suggest(self.lm, text, k, max_words, cache, self.config.decode, scope=session or "", subject=subject)
         req = _Request(gen, loop.create_future(), loop, now, now + self.config.deadline_ms / 1000)
-        with self._cond:
-            if self.dead is not None:
-                raise EngineDead(f"backend {self.lm.name} is down")
-            if not self._running:
-                raise EngineStopped("engine is not running")
-            self.scheduler.admit(req, now)
-            self._cond.notify()
+        try:
+            with self._cond:
+                if self.dead is not None:
+                    raise EngineDead(f"backend {self.lm.name} is down")
+                if not self._running:
+                    raise EngineStopped("engine is not running")
+                self.scheduler.admit(req, now)
+                self._cond.notify()
+        except Overloaded as exc:
+            if self.observer is not None:
+                self.observer.refused(exc.reason)
+            raise
         return req
 
     async def complete(self, text: str, k: int = 3, max_words: int = 0, session: str | None = None,

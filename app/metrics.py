@@ -121,14 +121,18 @@ class EngineMetrics:
         self._ok, self._latency = metrics.requests.labels(b, "ok"), metrics.latency.labels(b)
         self._queue, self._compute = metrics.queue.labels(b), metrics.compute.labels(b)
         self._hits, self._misses = metrics.cache_hits.labels(b), metrics.cache_misses.labels(b)
-        for reason in REFUSALS:  # every refusal series exists from the start, at 0 (rate() needs it)
-            metrics.refused.labels(b, reason)
+        # Every refusal series exists from the start, at 0 (rate() needs it).
+        self._refused = {reason: metrics.refused.labels(b, reason) for reason in REFUSALS}
 
     def iteration(self, stats: Any) -> None:
         self._step.observe(stats.seconds)
         self._batch_size.observe(stats.requests)
         self._batch_rows.observe(stats.rows)
         self._step_tokens.observe(stats.tokens)
+
+    def refused(self, reason: str) -> None:
+        """A request refused at admission (503), by the rule that refused it (one of ``REFUSALS``)."""
+        self._refused[reason].inc()
 
     def request_done(self, req: Any, result: Any, error: Exception | None) -> None:
         if result is None:

@@ -29,7 +29,7 @@ COST_MIN_ANSWERS = 8
 
 
 #: Why :meth:`Scheduler.admit` refuses a request (the ``reason`` label of ``nextword_overloaded_total``).
-REFUSALS = ("queue full", "queue too old", "too much work ahead")
+REFUSALS = QUEUE_FULL, QUEUE_TOO_OLD, TOO_MUCH_WORK_AHEAD = ("queue full", "queue too old", "too much work ahead")
 
 
 class EngineError(RuntimeError):
@@ -39,7 +39,7 @@ class EngineError(RuntimeError):
 class Overloaded(EngineError):
     """Too much work is admitted already (``reason`` says by which rule); retry after ``retry_after`` seconds."""
 
-    def __init__(self, retry_after: float, reason: str = "queue full") -> None:
+    def __init__(self, retry_after: float, reason: str) -> None:
         super().__init__(f"server overloaded: {reason}")
         self.retry_after = retry_after
         self.reason = reason
@@ -141,11 +141,11 @@ class Scheduler(Generic[T]):
         """Why a request arriving now is refused (one of :data:`REFUSALS`), or ``None``."""
         cfg = self.config
         if self.admitted >= cfg.queue_limit:
-            return "queue full"
+            return QUEUE_FULL
         if self.queue_wait_s(now) * 1000 > cfg.max_queue_wait_ms:
-            return "queue too old"
+            return QUEUE_TOO_OLD
         if self.work_ahead_s() * 1000 > cfg.max_queue_wait_ms:
-            return "too much work ahead"
+            return TOO_MUCH_WORK_AHEAD
         return None
 
     def queue_wait_s(self, now: float) -> float:

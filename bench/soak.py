@@ -127,25 +127,25 @@ def plan_request(rng: random.Random, docs: list[tuple[str, str]], words: list[tu
     return "typing", _body(doc[: pos + 1], models[typist % len(models)], subject), f"typist-{typist}"
 
 
-def refusals(metrics_text: str) -> dict[str, float]:
-    """Requests refused at admission, all backends together, by the rule that refused."""
+def samples(metrics_text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample named ``name`` in a Prometheus exposition."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    return [(sample.labels, sample.value) for family in text_string_to_metric_families(metrics_text)
+            for sample in family.samples if sample.name == name]
+
+
+def refusals(metrics_text: str) -> dict[str, float]:
+    """Requests refused at admission, all backends together, by the rule that refused."""
     out: Counter[str] = Counter()
-    for family in text_string_to_metric_families(metrics_text):
-        if family.name == "nextword_overloaded":
-            for sample in family.samples:
-                if sample.name == "nextword_overloaded_total":
-                    out[sample.labels["reason"]] += sample.value
+    for labels, value in samples(metrics_text, "nextword_overloaded_total"):
+        out[labels["reason"]] += value
     return dict(out)
 
 
 def cache_bytes(metrics_text: str) -> float:
     """The prefix caches' bytes, all backends together, from the Prometheus exposition."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return sum(sample.value for family in text_string_to_metric_families(metrics_text)
-               if family.name == "nextword_prefix_cache_bytes" for sample in family.samples)
+    return sum(value for _, value in samples(metrics_text, "nextword_prefix_cache_bytes"))
 
 
 async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple[str, str]], models: list[str],
@@ -156,8 +156,7 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
         raise ValueError("no document has 7 words or more")
     typists: dict[int, tuple[str, str, int]] = {}
     statuses: dict[str, Counter[str]] = {}
-    latencies: list[float] = []
-    by_kind: dict[str, list[float]] = {}
+    latencies: dict[str, list[float]] = {}  # of the 200s, by kind
     retry_after_missing = 0
     rss: list[tuple[float, int]] = []
     cached: list[tuple[float, float]] = []
@@ -180,8 +179,7 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
                 if r.status_code == 503 and "retry-after" not in r.headers:
                     retry_after_missing += 1
                 if kind not in HOSTILE_KINDS and r.status_code == 200:
-                    latencies.append((time.monotonic() - t0) * 1000)
-                    by_kind.setdefault(kind, []).append(latencies[-1])
+                    latencies.setdefault(kind, []).append((time.monotonic() - t0) * 1000)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             status = f"error:{type(exc).__name__}"
         statuses.setdefault("hostile" if kind in HOSTILE_KINDS else kind, Counter())[status] += 1
@@ -220,10 +218,15 @@ async def soak(url: str, pid: int, rate: float, seconds: float, docs: list[tuple
             next_at += rng.expovariate(rate)
         await asyncio.gather(*pending)
         await sampler
-        refused = refusals((await client.get(url + "/metrics")).text)
-    return {"statuses": {k: dict(v) for k, v in statuses.items()}, "latencies_ms": latencies, "rss": rss,
+        refused: dict[str, float] | None = None  # None: the server did not say
+        try:
+            async with asyncio.timeout(5):
+                refused = refusals((await client.get(url + "/metrics")).text)
+        except (httpx.HTTPError, TimeoutError):
+            log.warning("could not read the refusals from /metrics at the end")
+    return {"statuses": {k: dict(v) for k, v in statuses.items()}, "latencies_ms_by_kind": latencies, "rss": rss,
             "cache_bytes": cached, "open_files": files, "retry_after_missing": retry_after_missing,
-            "latencies_by_kind": by_kind, "refused": refused}
+            "refused": refused}
 
 
 def second_half_growth(rss: list[tuple[float, int]]) -> float | None:
@@ -243,7 +246,8 @@ def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any
     rss = raw["rss"]
     after_first_minute = [v for t, v in rss if t >= 60] or [v for _, v in rss]
     baseline = after_first_minute[0] if after_first_minute else None
-    latency = rounded(latency_summary(raw["latencies_ms"], (50, 99, 99.9)), 2)
+    by_kind = raw["latencies_ms_by_kind"]
+    latency = rounded(latency_summary([v for values in by_kind.values() for v in values], (50, 99, 99.9)), 2)
     valid = {k: v for k, v in raw["statuses"].items() if k != "hostile"}
     valid_codes = Counter()
     for counts in valid.values():
@@ -263,8 +267,8 @@ def summarize(raw: dict[str, Any], rate: float, seconds: float) -> dict[str, Any
         "p999_ms": latency["p99.9"],
         "max_ms": latency["max"],
         "latency_by_kind": {kind: rounded(latency_summary(values, (50, 99, 99.9)), 2)
-                            for kind, values in sorted(raw.get("latencies_by_kind", {}).items())},
-        "refused_by_reason": raw.get("refused", {}),
+                            for kind, values in sorted(by_kind.items())},
+        "refused_by_reason": raw.get("refused"),
         "rss_mib_first": round(rss[0][1] / 1024, 1) if rss else None,
         "rss_mib_at_60s": round(baseline / 1024, 1) if baseline else None,
         "rss_mib_last": round(rss[-1][1] / 1024, 1) if rss else None,

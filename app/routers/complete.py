@@ -189,7 +189,6 @@ async def _complete(body: CompleteRequest, request: Request, state: ServerState,
     try:
         req = engine.submit(body.text, body.k, body.max_words, session, body.subject)
     except Overloaded as exc:
-        state.metrics.refused.labels(name, exc.reason).inc()
         raise HTTPException(503, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after)))}) from exc
     except (EngineStopped, EngineDead) as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc

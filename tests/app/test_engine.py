@@ -400,12 +400,14 @@ async def test_cancelled_request_mid_computation_is_dropped(gru_lm):
 
 
 async def test_engine_rejects_over_queue_limit_and_after_stop(gru_lm):
-    engine, _ = make_engine(gru_lm, queue_limit=1, max_wait_ms=200)
+    engine, metrics = make_engine(gru_lm, queue_limit=1, max_wait_ms=200)
     try:
         first = engine.submit("I think the ", 3)
         with pytest.raises(Overloaded) as exc:
             engine.submit("I think the ", 3)
         assert exc.value.retry_after >= 1
+        assert metrics.registry.get_sample_value(
+            "nextword_overloaded_total", {"backend": "gru", "reason": "queue full"}) == 1.0
         answer = await asyncio.wait_for(first.future, timeout=30)
         assert answer.result.suggestions
         await wait_until(lambda: engine.in_flight == 0)
