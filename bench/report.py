@@ -90,10 +90,13 @@ def provenance_section(meta: Mapping[str, Any]) -> list[str]:
         f"the load generator on CPU(s) `{pin.get('generator_cpus')}`"
         + ("" if pin.get("applied") else " (NOT applied: no taskset/affinity)"),
         f"* Load: open-loop Poisson arrivals ({run.get('arrivals')}), held-out text `{run.get('corpus')}` "
-        f"(first {run.get('max_docs')} test documents), {run.get('warmup')} s warm-up + {run.get('duration')} s per "
+        f"(first {run.get('max_docs')} test documents), {run.get('warmup')} s warm-up"
+        + (f" (typing {max(run['warmup'], run['typing_warmup'])} s)" if run.get("typing_warmup") else "")
+        + f" + {run.get('duration')} s per "
         f"run (longer at low rates: ≥ {run.get('min_samples')} requests), latency from the intended send time.",
         "* Typing workload: typists start " + TYPING_START_TEXT.get(run.get("typing_start"), TYPING_START_TEXT[None])
-        + ", then one request per keystroke, 150-300 ms apart.",
+        + ", then one request per keystroke, 150-300 ms apart"
+        + (f"; they join at random times {run['typists_join']}." if run.get("typists_join") else "."),
         f"* SLO: a run passes when p99 of its 200s ≤ {slo['p99_ms']:g} ms, < {slo['max_error_fraction']:.0%} of its "
         "requests are not 200, and the generator kept its schedule. Max rate at SLO: highest passing offered "
         "rate of a ladder (×2 steps) then a binary search.",

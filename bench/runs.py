@@ -40,6 +40,15 @@ class RunSettings:
     max_docs: int | None = 2000
     arrivals: str = "poisson"
     typing_start: str = "prefix"
+    # Typing runs warm up longer: their typists join over the warm-up, each with a cold read of its
+    # whole prefix (bench.workloads.typing_plan), and those reads must be served before measurement.
+    typing_warmup: float = 3.0
+    # Recorded in the results: how the typists join (read by bench.report).
+    typists_join: str = "over the warm-up"
+
+    def warmup_for(self, workload: str) -> float:
+        """The warm-up of a run of ``workload``: at least ``typing_warmup`` for typing."""
+        return max(self.warmup, self.typing_warmup) if workload == "typing" else self.warmup
 
     def duration_for(self, rate: float) -> float:
         return max(self.duration, math.ceil(self.min_samples / rate)) if rate > 0 else self.duration
@@ -50,7 +59,7 @@ def run_point(url: str, target: Target, rate: float, seed: int, duration: float,
     """One bench.loadgen run against ``url`` (typing: rate -> typists)."""
     cfg = LoadConfig(
         url=url, model=target.backend, workload=target.workload, rate=rate, duration=duration,
-        warmup=rs.warmup if warmup is None else warmup, seed=seed, arrivals=rs.arrivals,
+        warmup=rs.warmup_for(target.workload) if warmup is None else warmup, seed=seed, arrivals=rs.arrivals,
         corpus=rs.corpus, max_docs=rs.max_docs, typists=typists_for_rate(rate), timeout=rs.timeout,
         keep_samples=False, typing_start=rs.typing_start,
     )

@@ -31,7 +31,8 @@ its 200s <= ``--slo-p99-ms`` (50) with fewer than ``--max-error-fraction`` (1%) 
 requests not 200 and the generator on schedule. Each run (:mod:`bench.runs`) is
 ``--warmup`` 1 s + ``--duration`` 5 s, longer at low rates so it has >= ``--min-samples``
 requests; the first, 10 req/s, point of the default cold configurations runs
-``--p1-duration`` s for the low-load check. Latency is from the intended send time.
+``--p1-duration`` s for the low-load check, and typing runs warm up ``--typing-warmup`` 3 s (their
+typists join over it, each with a cold read of a whole prefix). Latency is from the intended send time.
 
 **CPU pinning** (2-core machine): the server (and everything it spawns) runs on
 ``--server-cpus`` (default core 0) with ``--threads`` torch threads (default 1, so torch

@@ -77,11 +77,11 @@ def estimate_seconds(opts: SweepOptions, targets: Sequence[Target]) -> float:
     rs = opts.run
     per_run = rs.warmup + rs.duration + EST_RUN_OVERHEAD_S
     runs = len(opts.rates()) if opts.ladder else EST_SEARCH_RUNS
-    runs_time = runs * per_run + (rs.duration_for(opts.ladder_start) - rs.duration)
     total = 0.0
     for t in targets:
         start = EST_LITSERVE_START_S if t.server == "litserve" else EST_NEXTWORD_START_S
-        total += start + runs_time
+        per_target_run = per_run + rs.warmup_for(t.workload) - rs.warmup
+        total += start + runs * per_target_run + (rs.duration_for(opts.ladder_start) - rs.duration)
         if (t.is_default or t.server == "litserve") and t.workload == "cold":
             total += max(0.0, rs.p1_duration - rs.duration_for(opts.ladder_start))
     if "model-alone" not in opts.skip:
@@ -108,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", default="", help=f"comma-separated stages to skip: {','.join(STAGES)}")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run")
+    p.add_argument("--typing-warmup", type=float, default=3.0,
+                   help="typing runs warm up at least this long: their typists join over it, each first reading its"
+                        " whole prefix cold, and in 1 s a stateful server was still serving those reads at high rates")
     p.add_argument("--min-samples", type=int, default=100, help="lengthen low-rate runs to this many requests")
     p.add_argument("--p1-duration", type=float, default=20.0, help="seconds of the 10 req/s point of default cold")
     p.add_argument("--timeout", type=float, default=5.0, help="per-request client timeout, seconds")
@@ -152,7 +155,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
     grid: tuple[tuple[int, float], ...] = LITSERVE_QUICK_GRID if args.quick else LITSERVE_GRID
     if args.litserve_grid is not None:
         grid = tuple((int(a), float(b)) for a, b in (x.split(":") for x in csv(args.litserve_grid)))
-    run = RunSettings(duration=args.duration, warmup=args.warmup, min_samples=args.min_samples,
+    run = RunSettings(duration=args.duration, warmup=args.warmup, typing_warmup=args.typing_warmup,
+                      min_samples=args.min_samples,
                       p1_duration=args.p1_duration, timeout=args.timeout, seed=args.seed, corpus=args.corpus,
                       max_docs=args.max_docs, arrivals=args.arrivals, typing_start=args.typing_start)
     opts = SweepOptions(
@@ -178,6 +182,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         opts.ladder = (10.0, 40.0)
         opts.search_steps = 0
         opts.run.duration, opts.run.warmup, opts.run.min_samples, opts.run.p1_duration = 2.0, 0.5, 1, 2.0
+        opts.run.typing_warmup = 0.5
         opts.model_alone_batches, opts.model_alone_seconds = (1, 8), 0.5
         opts.overload_seconds, opts.recovery_seconds = 3.0, 3.0
         opts.overload_rate = opts.overload_rate or {"gru": 40.0}

@@ -286,8 +286,11 @@ def typing_plan(
 ) -> list[PlannedRequest]:
     """Merged keystroke schedules of ``typists`` users, ``duration`` seconds in all.
 
-    Each typist starts at a random offset within one maximum gap (so they are not in
-    lock-step), picks a random document and, from ``s`` characters already typed
+    Each typist joins at a random time within the warm-up (at least one maximum gap, so they
+    are not in lock-step), as a load test ramps its users up: a typist's first request reads its
+    whole prefix cold, and all of them at once left a stateful server's backlog in the measured
+    window at high rates (the first second at 440 req/s: p50 158 ms; ``bench/results/
+    cpu_per_request.md``). Then it picks a random document and, from ``s`` characters already typed
     (``start="prefix"``: :func:`typing_start`; ``"empty"``: 0), sends ``doc[:s+1]``,
     ``doc[:s+2]``, ... with a uniform 150-300 ms gap before each next keystroke. A typist
     who finishes a document starts on a new one the same way. Requests before ``warmup``
@@ -308,7 +311,7 @@ def typing_plan(
     lo, hi = KEYSTROKE_GAP_S
     plan: list[PlannedRequest] = []
     for typist in range(typists):
-        t = rng.uniform(0.0, hi)
+        t = rng.uniform(0.0, max(hi, warmup))
         doc, subject, pos = begin()
         while t < duration:
             if pos == len(doc):

@@ -276,6 +276,27 @@ def test_typing_requests_extend_previous_by_one_character() -> None:
     assert typists_for_rate(89) == 20
 
 
+def test_typists_join_over_the_warm_up_not_all_at_once() -> None:
+    """Each typist's first request reads its whole prefix cold: spread over the warm-up, as a load
+    test ramps its users up, they do not arrive as one burst whose backlog a stateful server would
+    still be working off when measurement starts; every typist is typing by then."""
+    def first_requests(plan: list) -> list[float]:
+        firsts: dict[int, float] = {}
+        for r in plan:  # sorted by time
+            firsts.setdefault(r.typist, r.at)
+        return list(firsts.values())
+
+    docs = list(BUILTIN_PARAGRAPHS)
+    plan = typing_plan(docs, typists=60, duration=12.0, rng=random.Random(0), warmup=2.0)
+    firsts = first_requests(plan)
+    assert len(firsts) == 60 and max(firsts) < 2.0
+    assert max(firsts) - min(firsts) > 1.5  # spread over the warm-up, not one gap
+    assert sum(at < 0.3 for at in firsts) < 20
+    assert all(r.warmup == (r.at < 2.0) for r in plan)
+    # Without a warm-up they still start within one keystroke gap, out of lock-step.
+    assert max(first_requests(typing_plan(docs, typists=20, duration=3.0, rng=random.Random(0)))) <= 0.3
+
+
 def test_typing_restarts_a_finished_document() -> None:
     plan = typing_plan(["ab"], typists=1, duration=2.0, rng=random.Random(0))
     assert [r.text for r in plan[:5]] == ["a", "ab", "a", "ab", "a"]

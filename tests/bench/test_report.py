@@ -129,3 +129,15 @@ def test_profiles_are_tabulated_by_part_and_named_in_the_commands(tiny_sweep: di
 
 def test_no_profile_section_without_profiles(tiny_sweep: dict, tmp_path: Path) -> None:
     assert "Where the server's core goes" not in render(tiny_sweep, tmp_path / "REPORT.md", "sweep.json")
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_report_says_how_typists_join(tiny_sweep: dict, tmp_path: Path, joined: bool) -> None:
+    # Sweeps before typists joined over the warm-up started them all within one keystroke gap.
+    run = {k: v for k, v in tiny_sweep["meta"].get("run", {}).items() if k not in ("typists_join", "typing_warmup")}
+    if joined:
+        run |= {"typists_join": "over the warm-up", "warmup": 1.0, "typing_warmup": 3.0}
+    text = render({**tiny_sweep, "meta": {**tiny_sweep["meta"], "run": run}}, tmp_path / "REPORT.md", "x.json")
+    assert ("they join at random times over the warm-up." in text) == joined
+    assert ("1.0 s warm-up (typing 3.0 s) + " in text) == joined
+    assert "150-300 ms apart" in text

@@ -20,3 +20,15 @@ def test_quick_options() -> None:
     assert {t.backend for t in targets} == {"gru"}
     assert "litserve-gru-cold" in [t.key for t in targets]
     assert estimate_seconds(opts, targets) < 5 * 60
+
+
+def test_typing_runs_warm_up_long_enough_for_their_typists_opening_reads() -> None:
+    opts = options_from_args(parser().parse_args(["--warmup", "1"]))
+    assert opts.run.warmup_for("typing") == 3.0 and opts.run.warmup_for("cold") == 1.0
+    assert options_from_args(parser().parse_args(["--warmup", "4"])).run.warmup_for("typing") == 4.0
+    assert options_from_args(parser().parse_args(["--typing-warmup", "0"])).run.warmup_for("typing") == 1.0
+    # The estimate counts it, for typing runs only.
+    short = options_from_args(parser().parse_args(["--warmup", "1", "--typing-warmup", "1"]))
+    for workload, more in (("typing", True), ("cold", False)):
+        targets = select_configs(expand_configs(("gru",), (workload,)), [f"nextword-gru-batch-on-cache-on-{workload}"])
+        assert (estimate_seconds(opts, targets) > estimate_seconds(short, targets)) == more
