@@ -289,9 +289,9 @@ def typing_plan(
     Each typist joins at a random time within the warm-up (at least one maximum gap, so they
     are not in lock-step), as a load test ramps its users up: a typist's first request reads its
     whole prefix cold, and all of them at once left a stateful server's backlog in the measured
-    window at high rates (the first second at 440 req/s: p50 158 ms; ``bench/results/
-    cpu_per_request.md``). Then it picks a random document and, from ``s`` characters already typed
-    (``start="prefix"``: :func:`typing_start`; ``"empty"``: 0), sends ``doc[:s+1]``,
+    window at high rates (at 440 req/s, p50 38-157 ms in the first second and p99 up to 127 ms in
+    the next: ``bench/results/cpu_per_request.md``). Then it picks a random document and, from
+    ``s`` characters already typed (``start="prefix"``: :func:`typing_start`; ``"empty"``: 0), sends ``doc[:s+1]``,
     ``doc[:s+2]``, ... with a uniform 150-300 ms gap before each next keystroke. A typist
     who finishes a document starts on a new one the same way. Requests before ``warmup``
     are warm-up. ``subjects`` (one per document) go with every keystroke of their document.
