@@ -96,7 +96,8 @@ def provenance_section(meta: Mapping[str, Any]) -> list[str]:
         f"run (longer at low rates: ≥ {run.get('min_samples')} requests), latency from the intended send time.",
         "* Typing workload: typists start " + TYPING_START_TEXT.get(run.get("typing_start"), TYPING_START_TEXT[None])
         + ", then one request per keystroke, 150-300 ms apart"
-        + (f"; they join at random times {run['typists_join']}." if run.get("typists_join") else "."),
+        # Sweeps that record a typing warm-up ramped their typists up over it (bench.workloads.typing_plan).
+        + ("; they join at random times over the warm-up." if run.get("typing_warmup") is not None else "."),
         f"* SLO: a run passes when p99 of its 200s ≤ {slo['p99_ms']:g} ms, < {slo['max_error_fraction']:.0%} of its "
         "requests are not 200, and the generator kept its schedule. Max rate at SLO: highest passing offered "
         "rate of a ladder (×2 steps) then a binary search.",

@@ -43,8 +43,6 @@ class RunSettings:
     # Typing runs warm up longer: their typists join over the warm-up, each with a cold read of its
     # whole prefix (bench.workloads.typing_plan), and those reads must be served before measurement.
     typing_warmup: float = 3.0
-    # Recorded in the results: how the typists join (read by bench.report).
-    typists_join: str = "over the warm-up"
 
     def warmup_for(self, workload: str) -> float:
         """The warm-up of a run of ``workload``: at least ``typing_warmup`` for typing."""

@@ -75,13 +75,13 @@ class SweepOptions:
 def estimate_seconds(opts: SweepOptions, targets: Sequence[Target]) -> float:
     """A rough up-front estimate of the sweep's wall time (printed before it starts)."""
     rs = opts.run
-    per_run = rs.warmup + rs.duration + EST_RUN_OVERHEAD_S
+    per_run = rs.warmup + rs.duration + EST_RUN_OVERHEAD_S  # a cold run (LitServe's tuning runs are cold)
     runs = len(opts.rates()) if opts.ladder else EST_SEARCH_RUNS
     total = 0.0
     for t in targets:
         start = EST_LITSERVE_START_S if t.server == "litserve" else EST_NEXTWORD_START_S
-        per_target_run = per_run + rs.warmup_for(t.workload) - rs.warmup
-        total += start + runs * per_target_run + (rs.duration_for(opts.ladder_start) - rs.duration)
+        run_s = rs.warmup_for(t.workload) + rs.duration + EST_RUN_OVERHEAD_S
+        total += start + runs * run_s + (rs.duration_for(opts.ladder_start) - rs.duration)
         if (t.is_default or t.server == "litserve") and t.workload == "cold":
             total += max(0.0, rs.p1_duration - rs.duration_for(opts.ladder_start))
     if "model-alone" not in opts.skip:

@@ -134,9 +134,9 @@ def test_no_profile_section_without_profiles(tiny_sweep: dict, tmp_path: Path) -
 @pytest.mark.parametrize("joined", [True, False])
 def test_report_says_how_typists_join(tiny_sweep: dict, tmp_path: Path, joined: bool) -> None:
     # Sweeps before typists joined over the warm-up started them all within one keystroke gap.
-    run = {k: v for k, v in tiny_sweep["meta"].get("run", {}).items() if k not in ("typists_join", "typing_warmup")}
+    run = {k: v for k, v in tiny_sweep["meta"].get("run", {}).items() if k != "typing_warmup"}
     if joined:
-        run |= {"typists_join": "over the warm-up", "warmup": 1.0, "typing_warmup": 3.0}
+        run |= {"warmup": 1.0, "typing_warmup": 3.0}
     text = render({**tiny_sweep, "meta": {**tiny_sweep["meta"], "run": run}}, tmp_path / "REPORT.md", "x.json")
     assert ("they join at random times over the warm-up." in text) == joined
     assert ("1.0 s warm-up (typing 3.0 s) + " in text) == joined
