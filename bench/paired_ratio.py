@@ -6,7 +6,7 @@
 Why: the sweep finds each server's max rate and reads its CPU-ms per request there, but it
 measures nextword's ladder and the peer's minutes apart, and on this VM the machine's speed
 drifts by 10% or more between runs minutes apart (the same server at the same load measured
-2.12-2.62 CPU-ms a keystroke in consecutive runs): one sweep's ratio is one draw from that drift.
+2.16, 2.62 and 2.46 CPU-ms a keystroke within minutes): one sweep's ratio is one draw from that drift.
 Here each round runs nextword at its rate and the peer at its own (the max rates the sweeps
 found), back to back, in alternating order (ABBA...), so both sides of each round's ratio see
 the same machine; the rounds give the ratio's median and range. CPU is counted as the sweep
