@@ -102,7 +102,8 @@ def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragm
     module = BigramModule(tok.vocab_size)
     start = tok.eos_id
     logp, state = module.step(torch.tensor([start]), torch.zeros(1, 1, 1))
-    result = run(module, next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12))
+    result = run(module, next_words(tok, logp, state, fragment, True, k=5, beam=tok.vocab_size, max_pieces=12,
+                                    prune=False))
     found = result.words
     assert found, "exhaustive search finds words"
     for word, score in found:
@@ -125,6 +126,36 @@ def test_word_scores_are_exact_over_all_segmentations(tok: PieceTokenizer, fragm
     inside = [s for _, s in found] + ([result.typed_logp] if result.typed_logp is not None else [])
     assert float(torch.logsumexp(torch.tensor(inside), 0)) <= result.fragment_logp + 1e-5
     assert result.fragment_logp <= result.outside_logp + 1e-5
+
+
+def rows_of(module: BigramModule, gen) -> tuple[object, int]:
+    """``run``, also counting the rows the decoder asked the network for."""
+    rows = 0
+    try:
+        call = next(gen)
+        while True:
+            rows += call.rows
+            logp, state = module.step(torch.tensor([t[0] for t in call.tokens]), call.state)
+            call = gen.send((logp, state))
+    except StopIteration as stop:
+        return stop.value, rows
+
+
+@pytest.mark.parametrize("fragment", ["", "mo", "m", "movi"])
+@pytest.mark.parametrize("beam", [6, 40])
+def test_pruning_keeps_the_words_and_their_order(tok: PieceTokenizer, fragment: str, beam: int) -> None:
+    # A pair that alone cannot reach the k shown is not followed: the same words come back in the
+    # same order, each missing at most the mass of a segmentation the search no longer follows.
+    module = BigramModule(tok.vocab_size)
+    logp, state = module.step(torch.tensor([tok.eos_id]), torch.zeros(1, 1, 1))
+    full, full_rows = rows_of(module, next_words(tok, logp, state, fragment, True, k=3, beam=beam, prune=False))
+    pruned, pruned_rows = rows_of(module, next_words(tok, logp, state, fragment, True, k=3, beam=beam))
+    assert [w for w, _ in pruned.words] == [w for w, _ in full.words]
+    for (_, a), (_, b) in zip(pruned.words, full.words, strict=True):
+        assert a <= b + 1e-6 and a == pytest.approx(b, abs=0.01)
+    assert pruned_rows <= full_rows
+    if fragment == "mo":  # here the full search follows pairs that cannot reach the three shown
+        assert pruned_rows < full_rows
 
 
 def flat_beam_next_words(tok: PieceTokenizer, module: BigramModule, start: int, fragment: str, k: int,
