@@ -228,14 +228,10 @@ def next_words(
     A beam step keeps the ``beam`` best (hypothesis, piece) pairs. It takes them from each
     hypothesis's own best allowed pieces, which is the same set as the best of all pairs:
     a pair outside its row's best ``beam`` has ``beam`` better pairs in that row alone. With
-    ``prune`` it then drops the pairs that score no better than the ``k``-th word finished (or,
-    with a lexicon, are negligible beside the likeliest string): each alone can no longer reach
-    the ``k`` shown, and computing its row was a quarter of a keystroke's rows. What that gives up
-    is the mass such a pair would still have added to another segmentation of a word: on 4,000
-    replayed keystrokes 3 suggestion lists changed (never the first word), a word's probability
-    by at most 0.031, and on the e-mail test split top-1 and top-3 not at all (docs/models.md,
-    "Pruned pairs"). ``prune=False`` follows them all (with an exhaustive beam, exact over every
-    segmentation).
+    ``prune`` it then drops the pairs no longer open (see the loop): alone they cannot reach the
+    ``k`` shown, and their rows were a quarter of a keystroke's. They give up only the mass they
+    would still have added to another segmentation of a word (measured in docs/models.md, "Pruned
+    pairs"); ``prune=False`` follows them all (with an exhaustive beam, exact over every segmentation).
     """
     finals: dict[str, float] = {}
     forms: dict[tuple[str, bool], float] = {}  # (word, spelled with a leading space) -> log-probability
@@ -271,14 +267,14 @@ def next_words(
         keep = [pair for pair in pairs[:beam] if pair[0] > NEG_INF]
         if not keep:
             break
+        # A pair is still open while it can beat the k-th finished word and (with a lexicon) is not
+        # negligible beside the likeliest string finished; ``keep`` is best first.
         kth = sorted(finals.values(), reverse=True)[k - 1] if len(finals) >= k else NEG_INF
-        if keep[0][0] <= kth:
-            break  # nothing still open can beat the k-th finished word
-        if lexicon is not None and keep[0][0] < likeliest + NEGLIGIBLE_LOGP:
-            break  # what is still open is negligible beside a string already finished
-        if prune:  # a pair that alone can no longer reach the k shown is not worth its row
-            keep = [pair for pair in keep if pair[0] > kth
-                    and (lexicon is None or pair[0] >= likeliest + NEGLIGIBLE_LOGP)]
+        negligible = likeliest + NEGLIGIBLE_LOGP if lexicon is not None else NEG_INF
+        if keep[0][0] <= kth or keep[0][0] < negligible:
+            break  # nothing is still open
+        if prune:
+            keep = [pair for pair in keep if pair[0] > kth and pair[0] >= negligible]
         hyps = [_Hyp(hyps[r].text + tok.surfaces[p], s, (*hyps[r].ids, p)) for s, r, p in keep]
         nodes = yield from _grow(memo, nodes, [r for _, r, _ in keep], [h.ids for h in hyps])
         if fragment:
