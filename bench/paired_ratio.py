@@ -68,25 +68,26 @@ def summary(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def start(side: str, backend: str, litserve: tuple[int, float], cpus: str, log_dir: Path, name: str
+def start(side: str, target: Target, litserve: tuple[int, float], cpus: str, log_dir: Path, name: str
           ) -> ServerProcess:
     if side == "nextword":
         port = free_port()
-        env = nextword_env(Target("nextword", backend, "typing"), port, threads=1)
+        env = nextword_env(target, port, threads=1)
         return app_server(env, port, log_dir / f"{name}.log", name, cpus)
     max_batch, timeout_ms = litserve
-    return litserve_server(backend, max_batch, timeout_ms, 1, LITSERVE_TIMEOUT_S, log_dir / f"{name}.log", name, cpus)
+    return litserve_server(target.backend, max_batch, timeout_ms, 1, LITSERVE_TIMEOUT_S, log_dir / f"{name}.log", name,
+                           cpus)
 
 
 def measure(side: str, rate: float, seed: int, workload: str, backend: str, litserve: tuple[int, float],
             rs: RunSettings, docs: Sequence[str], cpus: str, log_dir: Path, name: str) -> dict[str, Any]:
     """One run of ``side`` at ``rate`` on a fresh server: CPU-ms per 200 and the latencies of the 200s."""
-    server = start(side, backend, litserve, cpus, log_dir, name)
+    target = Target(side, backend, workload)
+    server = start(side, target, litserve, cpus, log_dir, name)
     with server:
         assert server.proc is not None
         before = tree_cpu_seconds(server.proc.pid)
-        result = run_point(server.base_url, Target(side, backend, workload), rate, seed, rs.duration_for(rate), rs,
-                           docs)
+        result = run_point(server.base_url, target, rate, seed, rs.duration_for(rate), rs, docs)
         after = tree_cpu_seconds(server.proc.pid)
     lat = result["latency_ms_ok"]
     return {"rate": rate, "seed": seed, "cpu_ms_per_request": cpu_ms_per_answer(before, after, result),
@@ -112,8 +113,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_pair(text: str, what: str) -> tuple[float, float]:
-    a, sep, b = text.partition(",") if what == "rates" else text.partition(":")
+def parse_pair(text: str, separator: str, what: str) -> tuple[float, float]:
+    a, sep, b = text.partition(separator)
     if not sep:
         raise ValueError(f"--{what} {text!r}: expected two values")
     return float(a), float(b)
@@ -124,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness probe otherwise
     try:
-        ours_rate, peer_rate = parse_pair(args.rates, "rates")
-        max_batch, timeout_ms = parse_pair(args.litserve, "litserve")
+        ours_rate, peer_rate = parse_pair(args.rates, ",", "rates")
+        max_batch, timeout_ms = parse_pair(args.litserve, ":", "litserve")
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2

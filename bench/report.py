@@ -29,6 +29,7 @@ from bench.bars import bars, overload_base
 from bench.cost_table import Runs, cost_section
 from bench.provenance import model_facts
 from bench.report_plots import plot_latency, plot_max_rates
+from bench.runs import RunSettings
 from bench.sweep_results import NOT_MEASURED, backends_of, configs_by_key, fmt, max_rate, nw_key, point_at
 
 #: Targets of the bars. P1 from the issue; the ratio bars' values are this report's
@@ -73,6 +74,10 @@ def provenance_section(meta: Mapping[str, Any]) -> list[str]:
     pin = meta.get("pinning", {})
     slo = meta.get("slo", {"p99_ms": 50.0, "max_error_fraction": 0.01})
     run = meta.get("run", {})
+    # Sweeps that record a typing warm-up ramped their typists up over it (bench.workloads.typing_plan).
+    typing_warmup = run.get("typing_warmup")
+    typing_s = (RunSettings(warmup=run.get("warmup", 0.0), typing_warmup=typing_warmup).warmup_for("typing")
+                if typing_warmup is not None else None)
     L: list[str] = ["# nextword load-test report", ""]
     if meta.get("quick"):
         L += ["**QUICK (smoke-test) RUN: short runs, no binary search; not numbers to quote.**", ""]
@@ -91,13 +96,12 @@ def provenance_section(meta: Mapping[str, Any]) -> list[str]:
         + ("" if pin.get("applied") else " (NOT applied: no taskset/affinity)"),
         f"* Load: open-loop Poisson arrivals ({run.get('arrivals')}), held-out text `{run.get('corpus')}` "
         f"(first {run.get('max_docs')} test documents), {run.get('warmup')} s warm-up"
-        + (f" (typing {max(run['warmup'], run['typing_warmup'])} s)" if run.get("typing_warmup") else "")
+        + (f" (typing {typing_s} s)" if typing_s is not None else "")
         + f" + {run.get('duration')} s per "
         f"run (longer at low rates: ≥ {run.get('min_samples')} requests), latency from the intended send time.",
         "* Typing workload: typists start " + TYPING_START_TEXT.get(run.get("typing_start"), TYPING_START_TEXT[None])
         + ", then one request per keystroke, 150-300 ms apart"
-        # Sweeps that record a typing warm-up ramped their typists up over it (bench.workloads.typing_plan).
-        + ("; they join at random times over the warm-up." if run.get("typing_warmup") is not None else "."),
+        + ("; they join at random times over the warm-up." if typing_s is not None else "."),
         f"* SLO: a run passes when p99 of its 200s ≤ {slo['p99_ms']:g} ms, < {slo['max_error_fraction']:.0%} of its "
         "requests are not 200, and the generator kept its schedule. Max rate at SLO: highest passing offered "
         "rate of a ladder (×2 steps) then a binary search.",

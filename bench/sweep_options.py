@@ -75,19 +75,22 @@ class SweepOptions:
 def estimate_seconds(opts: SweepOptions, targets: Sequence[Target]) -> float:
     """A rough up-front estimate of the sweep's wall time (printed before it starts)."""
     rs = opts.run
-    per_run = rs.warmup + rs.duration + EST_RUN_OVERHEAD_S  # a cold run (LitServe's tuning runs are cold)
+
+    def run_seconds(workload: str) -> float:
+        return rs.warmup_for(workload) + rs.duration + EST_RUN_OVERHEAD_S
+
     runs = len(opts.rates()) if opts.ladder else EST_SEARCH_RUNS
+    longer_first = rs.duration_for(opts.ladder_start) - rs.duration  # the ladder's low first rate runs longer
     total = 0.0
     for t in targets:
         start = EST_LITSERVE_START_S if t.server == "litserve" else EST_NEXTWORD_START_S
-        run_s = rs.warmup_for(t.workload) + rs.duration + EST_RUN_OVERHEAD_S
-        total += start + runs * run_s + (rs.duration_for(opts.ladder_start) - rs.duration)
+        total += start + runs * run_seconds(t.workload) + longer_first
         if (t.is_default or t.server == "litserve") and t.workload == "cold":
             total += max(0.0, rs.p1_duration - rs.duration_for(opts.ladder_start))
     if "model-alone" not in opts.skip:
         total += 10 + len(opts.backends) * len(opts.model_alone_batches) * (opts.model_alone_seconds + 0.7)
     if "litserve" not in opts.skip and any(t.server == "litserve" for t in targets):
-        total += len(opts.litserve_grid) * (EST_LITSERVE_START_S + per_run)
+        total += len(opts.litserve_grid) * (EST_LITSERVE_START_S + run_seconds("cold"))  # its tuning runs are cold
     if "overload" not in opts.skip:
         total += len(opts.backends) * (EST_NEXTWORD_START_S + opts.overload_probe_seconds + opts.overload_seconds
                                        + opts.recovery_seconds + 6)

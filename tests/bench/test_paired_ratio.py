@@ -33,10 +33,10 @@ def test_a_round_missing_either_side_is_left_out() -> None:
 
 
 def test_pairs_are_parsed_or_refused() -> None:
-    assert parse_pair("440,80", "rates") == (440.0, 80.0)
-    assert parse_pair("32:5", "litserve") == (32.0, 5.0)
+    assert parse_pair("440,80", ",", "rates") == (440.0, 80.0)
+    assert parse_pair("32:5", ":", "litserve") == (32.0, 5.0)
     with pytest.raises(ValueError, match="two values"):
-        parse_pair("440", "rates")
+        parse_pair("440", ",", "rates")
 
 
 def test_bad_rates_exit_2_before_any_server_starts(tmp_path, capsys) -> None:
